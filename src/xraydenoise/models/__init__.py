@@ -1,0 +1,42 @@
+"""Model registry: ``create_model(name, **options)`` over one file per family (timm-style)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..errors import ConfigError
+
+# Imported lazily so `import xraydenoise.models` costs nothing until a model is built.
+_REGISTRY: dict[str, str] = {
+    "unet": "xraydenoise.models.unet:unet",
+    "dncnn": "xraydenoise.models.dncnn:dncnn",
+    "rdn": "xraydenoise.models.rdn:rdn",
+}
+
+#: Which family of the paper's comparison each model stands for.
+FAMILY = {"unet": "U-Net (paper)", "dncnn": "ResNet-style (DnCNN)", "rdn": "DenseNet-style (RDN)"}
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def _factory(name: str) -> Callable:
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    import importlib
+
+    module, attr = _REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def create_model(name: str, **options):
+    """Build a registered model. Every model maps (B,1,H,W) in [0,1] to (B,1,H,W), any H and W."""
+    try:
+        return _factory(name)(**options)
+    except TypeError as exc:  # unknown option names from a config file
+        raise ConfigError(f"bad options for model {name!r}: {exc}") from None
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())

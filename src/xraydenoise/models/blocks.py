@@ -1,0 +1,59 @@
+"""Building blocks shared by the model families."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def conv3x3(in_channels: int, out_channels: int, *, bias: bool = True) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=bias)
+
+
+class ResidualBlock(nn.Module):
+    """conv-ReLU-conv with an identity shortcut (He et al. 2016), as in the paper's U-Net."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(channels, channels)
+        self.conv2 = conv3x3(channels, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.relu(self.conv1(x), inplace=True))
+
+
+class SizeAgnostic(nn.Module):
+    """Wraps a network that needs H and W to be multiples of ``multiple``.
+
+    The input is padded (reflect where the image is large enough, replicate otherwise, so
+    even a 1x1 image works) and the output cropped back, so every registered model accepts
+    any height and width. ``core`` is what gets exported to ONNX: padding is done by the
+    caller there, which keeps the exported graph free of data-dependent control flow.
+    """
+
+    def __init__(self, core: nn.Module, multiple: int) -> None:
+        super().__init__()
+        self.core = core
+        self.multiple = multiple
+
+    def forward(self, x: torch.Tensor, noise_map: torch.Tensor | None = None) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        pad_h = (-height) % self.multiple
+        pad_w = (-width) % self.multiple
+        if pad_h or pad_w:
+            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+            if noise_map is not None:
+                noise_map = F.pad(noise_map, (0, pad_w, 0, pad_h), mode="replicate")
+        out = self.core(x) if noise_map is None else self.core(x, noise_map)
+        return out[..., :height, :width]
+
+    # Convenience passthroughs so callers can ask the wrapper about the model.
+    @property
+    def in_channels(self) -> int:
+        return self.core.in_channels
+
+    @property
+    def uses_noise_map(self) -> bool:
+        return getattr(self.core, "uses_noise_map", False)

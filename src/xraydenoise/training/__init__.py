@@ -1,0 +1,1 @@
+"""Training with Lightning (needs the ``torch`` extra)."""

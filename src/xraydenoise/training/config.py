@@ -1,0 +1,116 @@
+"""Typed training configuration, validated on load from YAML (CAREamics-style)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    name: str = "unet"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    root: str | None = None  # None: the XRAYDENOISE_DATA setting (dev set)
+    split_seed: int = 0
+    patch_size: int = 128
+    batch_size: int = 16
+    steps_per_epoch: int = 200  # patches are drawn at random, so an "epoch" is a fixed step count
+    exclude_institution: str | None = None  # leave-one-institution-out training
+    val_crop: int = 256
+    val_images: int = 0  # 0: every validation image
+    num_workers: int = 0
+    cache_size: int = 0  # 0: keep every training image in memory (the dev set is ~200 MB as uint8)
+
+
+@dataclass
+class NoiseConfig:
+    # Gaussian sigma drawn uniformly from [0, gaussian_max] on the [0,1] scale (55/255 = 0.2157).
+    gaussian_max: float = 55 / 255
+    # Poisson-Gaussian: gain a log-uniform in [a_min, a_max], electronic std s uniform in [0, s_max].
+    p_poisson_gaussian: float = 0.5
+    a_min: float = 0.0005
+    a_max: float = 0.03
+    s_max: float = 10 / 255
+    # Validation noise: Gaussian levels (x/255) and one Poisson-Gaussian setting, fixed seeds.
+    val_sigmas: list[float] = field(default_factory=lambda: [10.0, 25.0, 50.0])
+    val_poisson_gaussian: list[float] = field(default_factory=lambda: [0.01, 5.0])
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    mse_weight: float = 0.8  # loss = w * MSE + (1 - w) * (1 - SSIM)
+    plateau_factor: float = 0.1
+    plateau_patience: int = 5
+    early_stopping_patience: int = 10
+    cosine: bool = False  # cosine decay over max_steps instead of reduce-on-plateau
+
+
+@dataclass
+class TrainConfig:
+    name: str = "unet"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    seed: int = 0
+    max_epochs: int = 50
+    max_steps: int = -1
+    max_minutes: float | None = None  # wall-clock budget; training stops cleanly after it
+    precision: str = "auto"  # auto | bf16 | fp32
+    channels_last: bool = True
+    accelerator: str = "auto"
+    devices: Any = 1
+    strategy: str = "auto"
+    output_dir: str = "runs/unet"
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "TrainConfig":
+        return _build(cls, raw, "config")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot read config: {str(exc).splitlines()[0]}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: a config must be a mapping of options")
+        return cls.from_dict(raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(cls, raw: dict[str, Any], where: str):
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(raw) - set(known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown option(s) {', '.join(sorted(unknown))}")
+    values = {}
+    for name, value in raw.items():
+        default = cls.__dataclass_fields__[name].default_factory if known[name].default_factory is not dataclasses.MISSING else None
+        nested = default() if default is not None else None
+        if dataclasses.is_dataclass(nested):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}.{name}: expected a mapping")
+            values[name] = _build(type(nested), value, f"{where}.{name}")
+        else:
+            values[name] = value
+    obj = cls(**values)
+    if isinstance(obj, TrainConfig) and obj.precision not in ("auto", "bf16", "fp32"):
+        raise ConfigError(f"{where}.precision: expected auto, bf16 or fp32, got {obj.precision!r}")
+    return obj

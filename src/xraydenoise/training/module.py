@@ -1,0 +1,128 @@
+"""LightningModule: the paper's recipe (MSE + SSIM loss, Adam, reduce-on-plateau) on noisy patches."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from ..metrics import batch_psnr, batch_ssim
+from ..models import create_model
+from .config import TrainConfig
+
+
+def ssim_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return 1.0 - batch_ssim(pred, target)
+
+
+def combined_loss(pred: torch.Tensor, target: torch.Tensor, mse_weight: float) -> torch.Tensor:
+    """w * MSE + (1 - w) * (1 - SSIM), as in Amadi et al. (2024). Computed in fp32."""
+    pred, target = pred.float(), target.float()
+    loss = mse_weight * F.mse_loss(pred, target)
+    if mse_weight < 1.0:
+        loss = loss + (1.0 - mse_weight) * ssim_loss(pred, target)
+    return loss
+
+
+class Augment(torch.nn.Module):
+    """The paper's augmentation: rotation within +-15 degrees, horizontal/vertical flips, zoom 0.8-1.2.
+
+    Applied to the enlarged random crops, then centre-cropped to the training patch so the
+    rotated corners never show.
+    """
+
+    def __init__(self, patch: int) -> None:
+        super().__init__()
+        import kornia.augmentation as K
+
+        self.patch = patch
+        self.ops = K.AugmentationSequential(
+            K.RandomHorizontalFlip(p=0.5),
+            K.RandomVerticalFlip(p=0.5),
+            K.RandomAffine(degrees=15.0, scale=(0.8, 1.2), p=1.0, padding_mode="reflection"),
+        )
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        out = self.ops(crops)
+        top = (out.shape[-2] - self.patch) // 2
+        left = (out.shape[-1] - self.patch) // 2
+        return out[..., top : top + self.patch, left : left + self.patch].clamp(0.0, 1.0)
+
+
+def draw_noise(clean: torch.Tensor, cfg, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-patch noise: Gaussian (sigma in [0, gaussian_max]) or Poisson-Gaussian (a, s).
+
+    Returns the noisy batch and the per-pixel noise standard deviation map.
+    """
+    b = clean.shape[0]
+    shape = (b, 1, 1, 1)
+    use_pg = torch.rand(shape, generator=generator) < cfg.p_poisson_gaussian
+    sigma = torch.rand(shape, generator=generator) * cfg.gaussian_max
+    log_a = math.log(cfg.a_min) + torch.rand(shape, generator=generator) * (math.log(cfg.a_max) - math.log(cfg.a_min))
+    a = log_a.exp()
+    s = torch.rand(shape, generator=generator) * cfg.s_max
+    normal = torch.randn(clean.shape, generator=generator)
+    gaussian_noisy = clean + sigma * normal
+    poisson = torch.poisson(clean / a, generator=generator) * a
+    pg_noisy = poisson + s * normal
+    noisy = torch.where(use_pg, pg_noisy, gaussian_noisy)
+    std_map = torch.where(use_pg, torch.sqrt(a * noisy.clamp(min=0) + s**2), sigma.expand_as(clean))
+    return noisy, std_map
+
+
+class DenoiserModule(L.LightningModule):
+    def __init__(self, config: dict) -> None:
+        super().__init__()
+        self.save_hyperparameters({"config": config})
+        self.cfg = TrainConfig.from_dict(config)
+        self.model = create_model(self.cfg.model.name, **self.cfg.model.options)
+        self.augment = Augment(self.cfg.data.patch_size)
+        self.val_batches: list = []
+
+    def forward(self, noisy: torch.Tensor, noise_map: torch.Tensor | None = None) -> torch.Tensor:
+        if self.model.uses_noise_map:
+            return self.model(noisy, noise_map)
+        return self.model(noisy)
+
+    def _to_memory_format(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
+
+    def on_fit_start(self) -> None:
+        if self.cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+    def training_step(self, crops: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        # Seed augmentation and noise from the global step (and rank), so a resumed run
+        # continues exactly as an uninterrupted one would.
+        seed = self.cfg.seed * 1_000_003 + self.global_step * 7919 + self.global_rank
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            clean = self.augment(crops.float().cpu()).contiguous()
+            noisy, std_map = draw_noise(clean, self.cfg.noise, generator)
+        clean, noisy, std_map = (self._to_memory_format(t.to(self.device)) for t in (clean, noisy, std_map))
+        pred = self(noisy, std_map)
+        loss = combined_loss(pred, clean, self.cfg.optim.mse_weight)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=clean.shape[0], sync_dist=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        clean, noisy, std_map, level = batch
+        pred = self(self._to_memory_format(noisy), self._to_memory_format(std_map)).float().clamp(0, 1)
+        loss = combined_loss(pred, clean, self.cfg.optim.mse_weight)
+        n = clean.shape[0]
+        self.log("val_loss", loss, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
+        self.log("val_psnr", batch_psnr(pred, clean), on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
+        self.log("val_ssim", batch_ssim(pred, clean), on_epoch=True, batch_size=n, sync_dist=True)
+
+    def configure_optimizers(self):
+        optim = torch.optim.Adam(self.model.parameters(), lr=self.cfg.optim.lr)
+        if self.cfg.optim.cosine and self.cfg.max_steps > 0:
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(optim, T_max=self.cfg.max_steps, eta_min=self.cfg.optim.lr * 0.01)
+            return {"optimizer": optim, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optim, mode="min", factor=self.cfg.optim.plateau_factor, patience=self.cfg.optim.plateau_patience
+        )
+        return {"optimizer": optim, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss", "interval": "epoch"}}

@@ -1,0 +1,251 @@
+"""Run one training config end to end: data, Lightning trainer, callbacks, export."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader, TensorDataset
+
+from ..data import get_split, read_dataset
+from ..errors import ConfigError
+from ..models import count_parameters
+from ..noise import parse_noise
+from ..weights import save_weights
+from .config import TrainConfig
+from .datasets import RandomPatchDataset, load_images, validation_pairs
+from .hardware import lightning_precision, machine_description
+from .module import DenoiserModule
+
+log = logging.getLogger(__name__)
+
+HISTORY_COLUMNS = ["epoch", "step", "train_loss", "val_loss", "val_psnr", "val_ssim", "lr", "elapsed_s"]
+
+
+class EpochSeed(Callback):
+    """Tell the patch dataset which epoch it is, so patches differ between epochs yet resume exactly."""
+
+    def __init__(self, dataset: RandomPatchDataset) -> None:
+        self.dataset = dataset
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.dataset.epoch = trainer.current_epoch
+
+
+class History(Callback):
+    """One CSV row per epoch (train/val loss, val PSNR/SSIM, lr, time) and a learning-curve plot."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / "history.csv"
+        self.plot = run_dir / "learning_curve.png"
+        self.elapsed_before = 0.0
+        self.started = time.monotonic()
+
+    def state_dict(self) -> dict:
+        return {"elapsed": self.elapsed()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.elapsed_before = float(state.get("elapsed", 0.0))
+        self.started = time.monotonic()
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.started
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        metrics = trainer.callback_metrics
+        value = lambda key: float(metrics[key]) if key in metrics else float("nan")  # noqa: E731
+        row = {
+            "epoch": trainer.current_epoch,
+            "step": trainer.global_step,
+            "train_loss": value("train_loss_epoch"),
+            "val_loss": value("val_loss"),
+            "val_psnr": value("val_psnr"),
+            "val_ssim": value("val_ssim"),
+            "lr": trainer.optimizers[0].param_groups[0]["lr"],
+            "elapsed_s": round(self.elapsed(), 1),
+        }
+        rows = read_history(self.path) if self.path.exists() else []
+        rows = [r for r in rows if int(r["epoch"]) < row["epoch"]] + [row]  # a resumed run replaces rows it redoes
+        write_history(self.path, rows)
+        plot_learning_curve(rows, self.plot, title=pl_module.cfg.name)
+
+
+def read_history(path: Path) -> list[dict]:
+    with Path(path).open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def write_history(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_suffix(".csv.partial")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def plot_learning_curve(rows: list[dict], out: Path, *, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [int(r["step"]) for r in rows]
+    fig, (ax_loss, ax_psnr) = plt.subplots(1, 2, figsize=(9, 3.4))
+    ax_loss.plot(steps, [float(r["train_loss"]) for r in rows], label="training")
+    ax_loss.plot(steps, [float(r["val_loss"]) for r in rows], label="validation")
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel("loss (w MSE + (1-w)(1-SSIM))")
+    ax_loss.set_yscale("log")
+    ax_loss.legend()
+    ax_psnr.plot(steps, [float(r["val_psnr"]) for r in rows], color="C2")
+    ax_psnr.set_xlabel("step")
+    ax_psnr.set_ylabel("validation PSNR (dB)")
+    fig.suptitle(f"learning curve {title}")
+    fig.tight_layout()
+    tmp = out.with_name(out.stem + ".partial.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, out)
+
+
+def _records(cfg: TrainConfig, split: str):
+    if cfg.data.root is None:
+        records = get_split(split, seed=cfg.data.split_seed)
+    else:
+        from ..data import make_splits
+
+        records = make_splits(read_dataset(Path(cfg.data.root)), seed=cfg.data.split_seed)[split]
+    if cfg.data.exclude_institution:
+        records = [r for r in records if r.get("institution") != cfg.data.exclude_institution and r.get("source") != cfg.data.exclude_institution]
+    if not records:
+        raise ConfigError(f"no {split} images left for config {cfg.name!r}")
+    return records
+
+
+def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
+    """Train ``cfg``; returns the path of the exported safetensors weights."""
+    run_dir = Path(cfg.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    torch.set_float32_matmul_precision("high")
+
+    train_records = _records(cfg, "train")
+    val_records = _records(cfg, "val")
+    if cfg.data.val_images:
+        val_records = val_records[: cfg.data.val_images]
+    crop = int(round(cfg.data.patch_size * 1.5))  # room for +-15 degrees and zoom 0.8
+    train_set = RandomPatchDataset(
+        load_images(train_records), crop=crop, length=cfg.data.steps_per_epoch * cfg.data.batch_size, seed=cfg.seed
+    )
+    val_models = [parse_noise(str(s)) for s in cfg.noise.val_sigmas]
+    if cfg.noise.val_poisson_gaussian:
+        a, s = cfg.noise.val_poisson_gaussian
+        val_models.append(parse_noise(f"pg:{a}:{s}"))
+    val_set = TensorDataset(*validation_pairs(load_images(val_records), crop=cfg.data.val_crop, noise_models=val_models, seed=cfg.seed))
+
+    train_loader = DataLoader(train_set, batch_size=cfg.data.batch_size, shuffle=False, num_workers=cfg.data.num_workers, drop_last=True)
+    val_loader = DataLoader(val_set, batch_size=16, shuffle=False, num_workers=0)
+
+    module = DenoiserModule(cfg.to_dict())
+    precision = lightning_precision(cfg.precision, cfg.accelerator)
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_loss", mode="min", save_last=True, save_top_k=1)
+    history = History(run_dir)
+    callbacks = [
+        checkpoint,
+        EarlyStopping(monitor="val_loss", mode="min", patience=cfg.optim.early_stopping_patience),
+        LearningRateMonitor(logging_interval="epoch"),
+        EpochSeed(train_set),
+        history,
+        TQDMProgressBar(refresh_rate=max(1, cfg.data.steps_per_epoch // 10)),
+    ]
+    trainer = L.Trainer(
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        strategy=cfg.strategy,
+        precision=precision,
+        max_epochs=cfg.max_epochs,
+        max_steps=cfg.max_steps,
+        max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,
+        callbacks=callbacks,
+        logger=CSVLogger(run_dir, name="lightning_logs"),
+        default_root_dir=run_dir,
+        log_every_n_steps=max(1, min(50, cfg.data.steps_per_epoch)),
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+        deterministic=False,
+        use_distributed_sampler=True,
+    )
+    last = run_dir / "checkpoints" / "last.ckpt"
+    ckpt_path = str(last) if resume and last.exists() else None
+    if resume and ckpt_path is None:
+        log.warning("no checkpoint in %s: starting from scratch", last.parent)
+    if trainer.is_global_zero:
+        print(f"training {cfg.name}: {cfg.model.name} {cfg.model.options}, precision {precision}, "
+              f"{len(train_records)} train / {len(val_records)} val images, machine {machine_description()}", flush=True)
+    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+
+    weights = run_dir / "model.safetensors"
+    if trainer.is_global_zero:
+        best = checkpoint.best_model_path or str(last)
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+        rows = read_history(history.path) if history.path.exists() else []
+        best_row = min(rows, key=lambda r: float(r["val_loss"])) if rows else {}
+        card = {
+            "name": cfg.name,
+            "architecture": cfg.model.name,
+            "options": cfg.model.options,
+            "parameters": count_parameters(module.model),
+            "blind": not module.model.uses_noise_map,
+            "data": {
+                "root": cfg.data.root or "XRAYDENOISE_DATA (dev set)",
+                "split_seed": cfg.data.split_seed,
+                "train_images": len(train_records),
+                "val_images": len(val_records),
+                "excluded_institution": cfg.data.exclude_institution,
+            },
+            "noise": {
+                "gaussian_sigma": [0.0, cfg.noise.gaussian_max],
+                "poisson_gaussian_probability": cfg.noise.p_poisson_gaussian,
+                "poisson_gain_a": [cfg.noise.a_min, cfg.noise.a_max],
+                "electronic_sigma_s": [0.0, cfg.noise.s_max],
+            },
+            "training": {
+                "steps": trainer.global_step,
+                "epochs": trainer.current_epoch,
+                "patch_size": cfg.data.patch_size,
+                "batch_size": cfg.data.batch_size,
+                "loss": f"{cfg.optim.mse_weight} * MSE + {1 - cfg.optim.mse_weight:.2f} * (1 - SSIM)",
+                "precision": precision,
+                "seconds": round(history.elapsed(), 1),
+                "machine": machine_description(),
+                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "best_checkpoint_step": int(best_row.get("step", trainer.global_step)) if best_row else trainer.global_step,
+            },
+            "validation": {k: float(best_row[k]) for k in ("val_loss", "val_psnr", "val_ssim")} if best_row else {},
+        }
+        save_weights(module.model, weights, card)
+        print(f"weights written to {weights}", flush=True)
+    return weights
+
+
+def run_config(path: str | Path, *, resume: bool = False, **overrides) -> Path:
+    cfg = TrainConfig.from_yaml(path)
+    top = {k: v for k, v in overrides.items() if v is not None}
+    if top:
+        cfg = replace(cfg, **top)
+    return train(cfg, resume=resume)

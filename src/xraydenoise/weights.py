@@ -1,0 +1,119 @@
+"""Saving and loading network weights: safetensors plus a JSON model card, never pickle.
+
+A weights file ``NAME.safetensors`` sits beside ``NAME.json``, the model card, which names
+the architecture and its options (so the right network is built before the tensors are
+loaded), and records how the weights were made. A file a user hands in is only ever read as
+safetensors; a pickle is refused before any byte of it is interpreted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import WeightsError
+from .settings import PACKAGE_DIR
+
+SHIPPED_DIR = PACKAGE_DIR / "pretrained"
+DEFAULT_MODEL = "unet-xray-blind"
+
+
+def shipped_weights(name: str = DEFAULT_MODEL) -> Path:
+    return SHIPPED_DIR / f"{name}.safetensors"
+
+
+def card_path(weights: Path) -> Path:
+    return Path(weights).with_suffix(".json")
+
+
+def read_card(weights: str | Path) -> dict[str, Any]:
+    path = card_path(Path(weights))
+    try:
+        card = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise WeightsError(f"{weights}: model card {path.name} not found beside the weights") from None
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: unreadable model card ({exc})") from None
+    if not isinstance(card, dict) or "architecture" not in card:
+        raise WeightsError(f"{path}: model card has no 'architecture'")
+    return card
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_weights(model, path: str | Path, card: dict[str, Any], *, half: bool = False) -> Path:
+    """Write ``model``'s state dict as safetensors and ``card`` as JSON beside it (atomically)."""
+    from safetensors.torch import save
+
+    path = Path(path)
+    state = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
+    _atomic_write(path, save(state))
+    card = dict(card)
+    card["weights_dtype"] = "float16" if half else "float32"
+    _atomic_write(card_path(path), (json.dumps(card, indent=2, sort_keys=False) + "\n").encode())
+    return path
+
+
+def _check_not_pickle(path: Path) -> None:
+    with path.open("rb") as handle:
+        head = handle.read(16)
+    if not head:
+        raise WeightsError(f"{path}: weights file is empty")
+    # Pickle protocol 2+ starts with 0x80; torch.save zip archives start with PK.
+    if head[:1] == b"\x80" or head[:2] == b"PK":
+        raise WeightsError(f"{path}: looks like a pickle/torch.save file; only safetensors weights are loaded (pickles can run code)")
+
+
+def load_state(path: str | Path) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    _check_not_pickle(path)
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise WeightsError(f"{path}: not a valid safetensors file ({str(exc).splitlines()[0]})") from None
+
+
+def load_model(path: str | Path | None = None):
+    """Build the network named by the model card and load its weights (float32, eval mode).
+
+    ``path=None`` loads the shipped model.
+    """
+    from .errors import ConfigError
+    from .models import create_model
+
+    path = Path(path) if path is not None else shipped_weights()
+    card = read_card(path)
+    state = load_state(path)
+    try:
+        model = create_model(card["architecture"], **card.get("options", {}))
+    except ConfigError as exc:
+        raise WeightsError(f"{path}: model card describes an unknown network ({exc})") from None
+    state = {k: v.float() for k, v in state.items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise WeightsError(f"{path}: weights do not match architecture {card['architecture']!r} ({first})") from None
+    model.eval()
+    model.card = card  # type: ignore[attr-defined]
+    return model
