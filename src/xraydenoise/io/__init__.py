@@ -1,0 +1,16 @@
+"""Reading and writing greyscale radiographs (PNG, TIFF, DICOM) without losing a bit.
+
+>>> from xraydenoise.io import load_image, save_image
+>>> img = load_image("chest.dcm")  # doctest: +SKIP
+>>> save_image("chest_denoised.dcm", img.with_float(img.to_float()), method="nlm")  # doctest: +SKIP
+"""
+
+from xraydenoise.io.image import (
+    SUPPORTED_SUFFIXES,
+    Image,
+    is_supported_path,
+    load_image,
+    save_image,
+)
+
+__all__ = ["SUPPORTED_SUFFIXES", "Image", "is_supported_path", "load_image", "save_image"]
