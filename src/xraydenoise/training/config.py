@@ -28,6 +28,7 @@ class DataConfig:
     exclude_institution: str | None = None  # leave-one-institution-out training
     val_crop: int = 256
     val_images: int = 0  # 0: every validation image
+    train_images: int = 0  # 0: every training image (a limit is for tests and quick runs)
     num_workers: int = 0
     cache_size: int = 0  # 0: keep every training image in memory (the dev set is ~200 MB as uint8)
 
@@ -69,6 +70,7 @@ class TrainConfig:
     max_minutes: float | None = None  # wall-clock budget; training stops cleanly after it
     precision: str = "auto"  # auto | bf16 | fp32
     channels_last: bool = True
+    threads: int | None = None  # CPU threads for torch; 1 is far faster when another job shares a 2-core machine
     accelerator: str = "auto"
     devices: Any = 1
     strategy: str = "auto"

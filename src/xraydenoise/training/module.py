@@ -6,24 +6,10 @@ import math
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 
-from ..metrics import batch_psnr, batch_ssim
 from ..models import create_model
 from .config import TrainConfig
-
-
-def ssim_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return 1.0 - batch_ssim(pred, target)
-
-
-def combined_loss(pred: torch.Tensor, target: torch.Tensor, mse_weight: float) -> torch.Tensor:
-    """w * MSE + (1 - w) * (1 - SSIM), as in Amadi et al. (2024). Computed in fp32."""
-    pred, target = pred.float(), target.float()
-    loss = mse_weight * F.mse_loss(pred, target)
-    if mse_weight < 1.0:
-        loss = loss + (1.0 - mse_weight) * ssim_loss(pred, target)
-    return loss
+from .losses import combined_loss, psnr_per_image, ssim_per_image
 
 
 class Augment(torch.nn.Module):
@@ -114,8 +100,8 @@ class DenoiserModule(L.LightningModule):
         loss = combined_loss(pred, clean, self.cfg.optim.mse_weight)
         n = clean.shape[0]
         self.log("val_loss", loss, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
-        self.log("val_psnr", batch_psnr(pred, clean), on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
-        self.log("val_ssim", batch_ssim(pred, clean), on_epoch=True, batch_size=n, sync_dist=True)
+        self.log("val_psnr", psnr_per_image(pred, clean).mean(), on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
+        self.log("val_ssim", ssim_per_image(pred, clean).mean(), on_epoch=True, batch_size=n, sync_dist=True)
 
     def configure_optimizers(self):
         optim = torch.optim.Adam(self.model.parameters(), lr=self.cfg.optim.lr)

@@ -142,9 +142,13 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
 
     train_records = _records(cfg, "train")
     val_records = _records(cfg, "val")
+    if cfg.data.train_images:
+        train_records = train_records[: cfg.data.train_images]
     if cfg.data.val_images:
         val_records = val_records[: cfg.data.val_images]
     crop = int(round(cfg.data.patch_size * 1.5))  # room for +-15 degrees and zoom 0.8

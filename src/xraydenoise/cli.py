@@ -1,0 +1,288 @@
+"""The ``xraydenoise`` command: denoise, noise, score, evaluate, train, export, report, demo.
+
+Every error a user can cause ends in one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from .errors import XRayDenoiseError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Denoise X-ray radiographs (PNG, TIFF, DICOM) with a pretrained network or classical filters, and measure it.",
+)
+console = Console(stderr=True)
+out = Console()
+
+EXIT_BAD_INPUT = 2
+
+
+def fail(message: str) -> None:
+    console.print(f"error: {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _sigma(value: Optional[float]) -> Optional[float]:
+    """--sigma is in grey levels of an 8-bit scale (the literature's "sigma 25" = 25/255)."""
+    if value is None:
+        return None
+    if value < 0:
+        fail(f"--sigma must be >= 0, got {value}")
+    return value / 255.0
+
+
+@app.command()
+def denoise(
+    inputs: List[str] = typer.Argument(..., help="Files, folders (searched recursively) or glob patterns."),
+    out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder; folder inputs are mirrored below it."),
+    method: str = typer.Option("unet", "--method", "-m", help="unet (shipped network), a .safetensors/.onnx file, or a classical filter: gaussian, median, wavelet, tv, nlm, bm3d."),
+    sigma: Optional[float] = typer.Option(None, help="Noise std in 8-bit grey levels (25 = 25/255). Default: blind (network) or estimated (filters)."),
+    backend: str = typer.Option("torch", help="Network backend: torch or onnxruntime."),
+    tile: Optional[int] = typer.Option(None, help="Tile side in pixels (default: chosen from image size and free memory)."),
+    workers: int = typer.Option(1, min=1, help="Parallel worker processes."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that already exist (default: skip them, so a rerun resumes)."),
+    output_format: Optional[str] = typer.Option(None, "--format", help="Write png, tiff or dcm instead of the input's format."),
+) -> None:
+    """Denoise radiographs, writing each output in the format it was read (bit depth and DICOM header kept)."""
+    from .batch import collect_jobs, run_batch
+    from .denoisers import is_network
+
+    suffix = None
+    if output_format:
+        suffix = {"png": ".png", "tif": ".tif", "tiff": ".tif", "dcm": ".dcm", "dicom": ".dcm"}.get(output_format.lower())
+        if suffix is None:
+            fail(f"--format must be png, tiff or dcm, got {output_format!r}")
+    try:
+        from .denoisers import get_denoiser
+
+        options = {"backend": backend, "tile": tile} if is_network(method) else {}
+        if not is_network(method):
+            get_denoiser(method)  # unknown methods fail before any file is touched
+    except XRayDenoiseError as exc:
+        fail(str(exc))
+    jobs, problems = collect_jobs(inputs, out_dir, suffix=suffix)
+    for path, reason in problems:
+        console.print(f"error: {path}: {reason}", highlight=False, soft_wrap=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"{out_dir}: cannot create output folder ({exc.strerror})")
+    if not jobs:
+        fail("nothing to denoise")
+    report = run_batch(
+        jobs,
+        method=method,
+        sigma=_sigma(sigma),
+        options=options,
+        overwrite=overwrite,
+        workers=workers,
+        on_failure=lambda msg: console.print(f"error: {msg}", highlight=False, soft_wrap=True),
+    )
+    failed = len(report.failed) + len(problems)
+    console.print(f"{len(report.done)} denoised, {len(report.skipped)} skipped (already done), {failed} failed", highlight=False)
+    if failed:
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@app.command()
+def noise(
+    input: Path = typer.Argument(..., help="Clean image."),
+    output: Path = typer.Option(..., "-o", "--out", help="Noisy image to write (format from its suffix)."),
+    sigma: Optional[float] = typer.Option(None, help="Gaussian noise std in 8-bit grey levels (25 = 25/255)."),
+    poisson: Optional[float] = typer.Option(None, help="Poisson gain a of z = a*Poisson(x/a) + N(0, s^2) on the [0,1] scale."),
+    gaussian: float = typer.Option(0.0, help="With --poisson: electronic noise std s in 8-bit grey levels."),
+    seed: int = typer.Option(0, help="Seed: the same seed gives the same noise on every machine."),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+) -> None:
+    """Add reproducible Gaussian or Poisson-Gaussian noise to make a test pair.
+
+    Integer formats cannot hold values outside the range, so the noisy image is clipped
+    there; a float TIFF output keeps the unclipped noise.
+    """
+    from .io import load_image, save_image
+    from .noise import GaussianNoise, PoissonGaussianNoise
+
+    if (sigma is None) == (poisson is None):
+        fail("give exactly one of --sigma S or --poisson A [--gaussian S]")
+    try:
+        image = load_image(input)
+        model = GaussianNoise(sigma / 255.0) if sigma is not None else PoissonGaussianNoise(poisson, gaussian / 255.0)
+        noisy = model(image.to_float(), seed=seed)
+        save_image(output, image.with_float(noisy), method=f"noise {model.label} seed {seed}", overwrite=overwrite)
+    except XRayDenoiseError as exc:
+        fail(str(exc))
+    console.print(f"wrote {output} ({model.label}, seed {seed})", highlight=False)
+
+
+@app.command()
+def score(
+    clean: Path = typer.Argument(..., help="Reference (clean) image."),
+    denoised: List[Path] = typer.Argument(..., help="One or more images to score against it."),
+) -> None:
+    """Print PSNR (dB) and SSIM of images against a clean reference (data range 1)."""
+    from .io import load_image
+    from .metrics import psnr, ssim
+
+    try:
+        ref = load_image(clean).to_float()
+        for path in denoised:
+            test = load_image(path).to_float()
+            if test.shape != ref.shape:
+                fail(f"{path}: size {test.shape[1]}x{test.shape[0]} differs from the reference {ref.shape[1]}x{ref.shape[0]}")
+            out.print(f"{path}\tPSNR {psnr(ref, test):.3f} dB\tSSIM {ssim(ref, test):.4f}", highlight=False)
+    except XRayDenoiseError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def evaluate(
+    methods: str = typer.Option("gaussian,median,wavelet,tv,nlm,bm3d,unet", help="Comma-separated methods (names or weights files)."),
+    levels: str = typer.Option("10,25,50,pg:0.01:5", help="Comma-separated noise: Gaussian sigma in grey levels, or pg:A:S."),
+    split: str = typer.Option("test", help="train, val or test split of the data set."),
+    data: Optional[Path] = typer.Option(None, help="Data folder (default: the XRAYDENOISE_DATA setting)."),
+    limit: int = typer.Option(0, help="Use only the first N images (0: all)."),
+    size: int = typer.Option(512, help="Downscale images so the long side is at most this (0: native size)."),
+    seed: int = typer.Option(0),
+    output: Path = typer.Option(Path("results/evaluate.csv"), "-o", "--out", help="Per-image results (.csv or .jsonl)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Recompute every score."),
+) -> None:
+    """Score methods on a split with synthetic noise; write per-image rows and print a summary."""
+    from .data import get_split, make_splits, read_dataset
+    from .evaluation.runner import ScoreCache, default_cache, evaluate as run_eval, summarise, write_rows
+    from .evaluation.tables import print_summary
+
+    if split not in ("train", "val", "test"):
+        fail(f"--split must be train, val or test, got {split!r}")
+    try:
+        records = get_split(split) if data is None else make_splits(read_dataset(data))[split]
+        if limit:
+            records = records[:limit]
+        rows = run_eval(
+            records,
+            [m.strip() for m in methods.split(",") if m.strip()],
+            [lv.strip() for lv in levels.split(",") if lv.strip()],
+            size=size or None,
+            seed=seed,
+            cache=ScoreCache(None) if no_cache else default_cache(),
+        )
+        write_rows(rows, output)
+    except XRayDenoiseError as exc:
+        fail(str(exc))
+    print_summary(summarise(rows), out)
+    console.print(f"{len(rows)} rows written to {output}", highlight=False)
+
+
+@app.command()
+def train(
+    config: Path = typer.Option(..., "--config", "-c", help="YAML training config (see configs/)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint after an interruption."),
+    max_steps: Optional[int] = typer.Option(None, help="Override the config's max_steps."),
+    max_epochs: Optional[int] = typer.Option(None, help="Override the config's max_epochs."),
+    max_minutes: Optional[float] = typer.Option(None, help="Override the config's wall-clock budget."),
+    devices: Optional[str] = typer.Option(None, help="Number of devices/processes (e.g. 2 for two CPU processes)."),
+    strategy: Optional[str] = typer.Option(None, help="Lightning strategy, e.g. ddp."),
+    accelerator: Optional[str] = typer.Option(None, help="cpu, gpu or auto."),
+    output_dir: Optional[str] = typer.Option(None, help="Override the config's output folder."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: all cores)."),
+) -> None:
+    """Train a network from a config with Lightning (CPU, one GPU or several)."""
+    try:
+        from .training.train import run_config
+    except ImportError as exc:
+        fail(f"training needs the torch extra: pip install 'xraydenoise[torch]' ({exc})")
+    try:
+        run_config(
+            config,
+            resume=resume,
+            max_steps=max_steps,
+            max_epochs=max_epochs,
+            max_minutes=max_minutes,
+            devices=int(devices) if devices and devices.isdigit() else devices,
+            strategy=strategy,
+            accelerator=accelerator,
+            output_dir=output_dir,
+            threads=threads,
+        )
+    except XRayDenoiseError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def export(
+    output: Path = typer.Option(..., "-o", "--out", help="Where to write the exported model."),
+    weights: Optional[Path] = typer.Option(None, help="A .safetensors file with its model card (default: the shipped model)."),
+    format: str = typer.Option("onnx", "--format", help="Export format (onnx)."),
+) -> None:
+    """Export a network to ONNX with dynamic height and width."""
+    if format != "onnx":
+        fail(f"--format must be onnx, got {format!r}")
+    try:
+        from .export import export_onnx
+
+        export_onnx(weights, output)
+    except XRayDenoiseError as exc:
+        fail(str(exc))
+    console.print(f"wrote {output}", highlight=False)
+
+
+@app.command()
+def report(
+    out_dir: Path = typer.Option(Path("docs/results"), "--out", "-o", help="Folder for the report, figures and data."),
+    quick: bool = typer.Option(False, "--quick", help="Run the whole pipeline on a few images with tiny training budgets (for tests)."),
+) -> None:
+    """Regenerate the paper's Tables 1-10 and figures on real radiographs."""
+    try:
+        from .evaluation.report import build_report
+
+        path = build_report(out_dir, quick=quick)
+    except XRayDenoiseError as exc:
+        fail(str(exc))
+    console.print(f"report written to {path}", highlight=False)
+
+
+@app.command()
+def demo(
+    out_dir: Path = typer.Option(Path("demo_output"), "--out", "-o"),
+    method: str = typer.Option("unet", help="Denoiser to show."),
+    sigma: float = typer.Option(25.0, help="Gaussian noise added to the bundled samples, in grey levels."),
+) -> None:
+    """Denoise the bundled sample radiographs: before/after figure and a metrics table."""
+    try:
+        from .evaluation.demo import run_demo
+
+        run_demo(out_dir, method=method, sigma=sigma / 255.0, console=out)
+    except XRayDenoiseError as exc:
+        fail(str(exc))
+
+
+@app.command(name="methods")
+def list_methods_command() -> None:
+    """List the available denoisers."""
+    from .denoisers import list_methods
+
+    for name in list_methods():
+        out.print(name)
+
+
+def main() -> None:
+    try:
+        app()
+    except XRayDenoiseError as exc:  # anything that slipped past a command's own handling
+        console.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        console.print("interrupted", highlight=False)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

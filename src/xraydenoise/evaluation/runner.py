@@ -1,0 +1,240 @@
+"""Score denoisers on real radiographs with synthetic noise, one row per (image, noise, method).
+
+The protocol, used by ``xraydenoise evaluate``, the benchmark and the report:
+
+* each image is read at full precision and, when its long side exceeds ``size``, downscaled
+  (anti-aliased) so that the long side is ``size`` pixels (smaller images are never upscaled);
+* noise is drawn with a seed derived from (image id, noise label, base seed), so every method
+  sees exactly the same noisy image and reruns see the same noise on any machine;
+* classical filters are given the true noise level (Poisson-Gaussian through the generalised
+  Anscombe transform); blind networks are given only the noisy image;
+* outputs are clipped to [0, 1] and scored with PSNR and SSIM (scikit-image, data range 1).
+
+Scores are cached (JSON lines keyed by image, size, noise, seed, method and weights hash),
+so a report or a rerun never recomputes BM3D.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from ..data import GROUP_COLUMNS, Record
+from ..denoisers import denoise_with_noise, is_network
+from ..io import load_image
+from ..metrics import psnr, ssim
+from ..noise import NoiseModel, parse_noise
+from ..settings import cache_dir
+
+#: Bump when the protocol changes so stale cached scores are not reused.
+PROTOCOL_VERSION = 1
+NOISY = "noisy"  # pseudo-method: the noisy input itself, for reference
+
+
+def noise_seed(image_id: str, label: str, base_seed: int) -> int:
+    return zlib.crc32(f"{image_id}|{label}|{base_seed}".encode()) & 0x7FFFFFFF
+
+
+def prepare_image(record: Record, size: int | None) -> np.ndarray:
+    """Load ``record`` as float32 in [0,1], downscaled so its long side is at most ``size``."""
+    image = load_image(record.path).to_float()
+    return resize_long_side(image, size)
+
+
+def resize_long_side(image: np.ndarray, size: int | None) -> np.ndarray:
+    if size is None or max(image.shape) <= size:
+        return image.astype(np.float32, copy=False)
+    from skimage.transform import resize
+
+    scale = size / max(image.shape)
+    shape = (max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale)))
+    return resize(image, shape, order=3, anti_aliasing=True, preserve_range=True).clip(0, 1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A method to evaluate: ``spec`` is what get_denoiser takes, ``label`` what tables show."""
+
+    spec: str
+    label: str
+
+    @property
+    def fingerprint(self) -> str:
+        if is_network(self.spec):
+            from ..weights import shipped_weights
+
+            path = shipped_weights() if self.spec == "unet" else Path(self.spec)
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else "missing"
+            return f"{self.label}:{digest}"
+        return self.label
+
+
+def method_from_spec(spec: str) -> Method:
+    if spec == NOISY:
+        return Method(NOISY, NOISY)
+    if is_network(spec):
+        from ..weights import read_card, shipped_weights
+
+        path = shipped_weights() if spec == "unet" else Path(spec)
+        if path.suffix == ".safetensors":
+            return Method(spec, str(read_card(path).get("name", path.stem)))
+        return Method(spec, path.stem)
+    from ..classical import get_classical
+
+    get_classical(spec)  # unknown names fail here, before any work
+    return Method(spec, spec)
+
+
+class ScoreCache:
+    """Append-only JSON-lines cache of scores; safe to interrupt (a partial last line is ignored)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.rows: dict[str, dict] = {}
+        if path is not None and path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                    self.rows[row["key"]] = row
+                except (ValueError, KeyError):
+                    continue
+
+    def get(self, key: str) -> dict | None:
+        return self.rows.get(key)
+
+    def put(self, key: str, row: dict) -> None:
+        row = dict(row, key=key)
+        self.rows[key] = row
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+
+
+def default_cache() -> ScoreCache:
+    return ScoreCache(cache_dir() / f"scores-v{PROTOCOL_VERSION}.jsonl")
+
+
+def evaluate(
+    records: list[Record],
+    methods: Iterable[str | Method],
+    noises: Iterable[str | NoiseModel],
+    *,
+    size: int | None = 512,
+    seed: int = 0,
+    cache: ScoreCache | None = None,
+    progress: bool = True,
+    description: str = "evaluating",
+) -> list[dict]:
+    """Score every method on every image at every noise level; returns one dict per score."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    methods = [m if isinstance(m, Method) else method_from_spec(m) for m in methods]
+    noises = [n if not isinstance(n, str) else parse_noise(n) for n in noises]
+    rows: list[dict] = []
+    total = len(records) * len(noises) * len(methods)
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        task = bar.add_task(description, total=total)
+        for record in records:
+            image = None
+            for noise in noises:
+                nseed = noise_seed(record.image_id, noise.label, seed)
+                noisy = None
+                for method in methods:
+                    key = f"{record.image_id}|{size}|{noise.label}|{nseed}|{method.fingerprint}"
+                    row = cache.get(key) if cache else None
+                    if row is None:
+                        if image is None:
+                            image = prepare_image(record, size)
+                        if noisy is None:
+                            noisy = noise(image, seed=nseed).astype(np.float32)
+                        start = time.perf_counter()
+                        if method.spec == NOISY:
+                            out = noisy
+                        else:
+                            out = denoise_with_noise(method.spec, noisy, noise)
+                        seconds = time.perf_counter() - start
+                        out = np.clip(out, 0.0, 1.0)
+                        row = {
+                            "psnr": psnr(image, out),
+                            "ssim": ssim(image, out),
+                            "seconds": seconds,
+                            "height": image.shape[0],
+                            "width": image.shape[1],
+                        }
+                        if cache is not None:
+                            cache.put(key, row)
+                    full = {"image": record.image_id, **{c: record.get(c) for c in GROUP_COLUMNS}}
+                    full.update(
+                        level=noise.label,
+                        method=method.label,
+                        size=size or 0,
+                        psnr=row["psnr"],
+                        ssim=row["ssim"],
+                        seconds=row["seconds"],
+                        height=row["height"],
+                        width=row["width"],
+                    )
+                    rows.append(full)
+                    bar.advance(task)
+    return rows
+
+
+def summarise(rows: list[dict], by: tuple[str, ...] = ("level", "method")) -> list[dict]:
+    """Mean, standard deviation and count of PSNR/SSIM per group, groups in first-seen order."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in by), []).append(row)
+    out = []
+    for key, members in groups.items():
+        p = np.array([m["psnr"] for m in members], dtype=np.float64)
+        s = np.array([m["ssim"] for m in members], dtype=np.float64)
+        t = np.array([m["seconds"] for m in members], dtype=np.float64)
+        out.append(
+            {
+                **dict(zip(by, key)),
+                "n": len(members),
+                "psnr_mean": float(p.mean()),
+                "psnr_std": float(p.std(ddof=1)) if len(p) > 1 else 0.0,
+                "ssim_mean": float(s.mean()),
+                "ssim_std": float(s.std(ddof=1)) if len(s) > 1 else 0.0,
+                "seconds_median": float(np.median(t)),
+            }
+        )
+    return out
+
+
+def write_rows(rows: list[dict], path: Path) -> Path:
+    """Write per-image rows as CSV (``.csv``) or JSON lines (anything else), atomically."""
+    import csv
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "w", newline="") as handle:
+            if path.suffix == ".csv":
+                fields = list(rows[0].keys()) if rows else ["image"]
+                writer = csv.DictWriter(handle, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(rows)
+            else:
+                for row in rows:
+                    handle.write(json.dumps(row) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,69 @@
+"""Shared fixtures: real radiographs from the bundled samples and the dev set, tiny networks."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "src" / "xraydenoise" / "samples"
+CHEST = SAMPLES / "nih_00001629_002.png"
+HAND = SAMPLES / "fracatlas_IMG0000025.png"
+
+# Tests never pick up a user's cache: every test session gets its own.
+os.environ.setdefault("XRAYDENOISE_CACHE", str(Path(os.environ.get("PYTEST_TMPDIR", "/tmp")) / f"xraydenoise-test-cache-{os.getpid()}"))
+
+
+@pytest.fixture(scope="session")
+def chest_png() -> Path:
+    return CHEST
+
+
+@pytest.fixture(scope="session")
+def chest_image() -> np.ndarray:
+    from xraydenoise.io import load_image
+
+    return load_image(CHEST).to_float()
+
+
+@pytest.fixture(scope="session")
+def chest_crop(chest_image) -> np.ndarray:
+    """A 128x128 crop of lung and rib texture from a real chest radiograph."""
+    return np.ascontiguousarray(chest_image[400:528, 300:428])
+
+
+TINY_OPTIONS = {"base_channels": 4, "levels": 2}
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A small U-Net with random weights saved like a real model (safetensors + card)."""
+    import torch
+
+    from xraydenoise.models import create_model
+    from xraydenoise.weights import save_weights
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    save_weights(create_model("unet", **TINY_OPTIONS), path, {"name": "tiny", "architecture": "unet", "options": TINY_OPTIONS})
+    return path
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 300):
+    """Run the command line in a subprocess, as a user would."""
+    import subprocess
+
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "xraydenoise.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=timeout,
+    )

@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from xraydenoise.errors import ConfigError
+from xraydenoise.models import count_parameters, create_model, list_models
+
+SMALL = {"unet": {"base_channels": 8, "levels": 3}, "dncnn": {"depth": 5, "channels": 8}, "rdn": {"channels": 8, "blocks": 2, "layers_per_block": 2, "growth": 4}}
+
+
+def test_registry_lists_the_three_families():
+    assert set(list_models()) == {"unet", "dncnn", "rdn"}
+
+
+@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("noise_map", [False, True])
+def test_every_model_runs_forward_and_backward_on_odd_sizes(name, noise_map):
+    torch.manual_seed(0)
+    model = create_model(name, noise_map=noise_map, **SMALL[name])
+    x = torch.rand(2, 1, 97, 131, requires_grad=True)
+    sigma = torch.full_like(x, 0.1)
+    y = model(x, sigma) if noise_map else model(x)
+    assert y.shape == x.shape
+    y.square().mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+    assert count_parameters(model) > 0
+
+
+@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (5, 3)])
+def test_tiny_images_are_padded_not_refused(name, shape):
+    model = create_model(name, **SMALL[name]).eval()
+    with torch.no_grad():
+        y = model(torch.rand(1, 1, *shape))
+    assert y.shape == (1, 1, *shape)
+
+
+def test_networks_predict_the_noise_residual():
+    # With the last layer zeroed the U-Net's noise estimate is zero, so it returns its input.
+    model = create_model("unet", **SMALL["unet"]).eval()
+    torch.nn.init.zeros_(model.core.tail.weight)
+    torch.nn.init.zeros_(model.core.tail.bias)
+    x = torch.rand(1, 1, 40, 40)
+    with torch.no_grad():
+        assert torch.equal(model(x), x)
+
+
+def test_unknown_model_and_option_give_config_errors():
+    with pytest.raises(ConfigError, match="unknown model"):
+        create_model("vgg")
+    with pytest.raises(ConfigError, match="bad options"):
+        create_model("unet", widht=3)

@@ -1,0 +1,79 @@
+import json
+import pickle
+
+import pytest
+import torch
+
+from xraydenoise.errors import WeightsError
+from xraydenoise.models import create_model
+from xraydenoise.weights import load_model, read_card, save_weights
+
+
+def test_round_trip_restores_identical_outputs(tmp_path, tiny_weights):
+    model = load_model(tiny_weights)
+    x = torch.rand(1, 1, 33, 47)
+    path = save_weights(model, tmp_path / "copy.safetensors", dict(model.card))
+    again = load_model(path)
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))
+    assert read_card(path)["architecture"] == "unet"
+
+
+def test_half_precision_weights_load_as_float32(tmp_path, tiny_weights):
+    model = load_model(tiny_weights)
+    path = save_weights(model, tmp_path / "half.safetensors", dict(model.card), half=True)
+    assert path.stat().st_size < tiny_weights.stat().st_size
+    again = load_model(path)
+    assert all(p.dtype == torch.float32 for p in again.parameters())
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path):
+    path = tmp_path / "dncnn.safetensors"
+    save_weights(create_model("dncnn", depth=3, channels=4), path, {"architecture": "dncnn", "options": {"depth": 3, "channels": 4}})
+    card = json.loads(path.with_suffix(".json").read_text())
+    card.update(architecture="unet", options={"base_channels": 4, "levels": 2})
+    path.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(WeightsError, match="do not match"):
+        load_model(path)
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_pickle_is_never_unpickled(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.safetensors"
+    path.write_bytes(pickle.dumps(_Evil(marker)))
+    path.with_suffix(".json").write_text(json.dumps({"architecture": "unet", "options": {}}))
+    with pytest.raises(WeightsError, match="pickle"):
+        load_model(path)
+    assert not marker.exists()
+
+
+def test_torch_save_archive_is_refused(tmp_path):
+    path = tmp_path / "model.safetensors"
+    torch.save({"w": torch.zeros(2)}, path)
+    path.with_suffix(".json").write_text(json.dumps({"architecture": "unet", "options": {}}))
+    with pytest.raises(WeightsError, match="safetensors"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a safetensors file at all"])
+def test_empty_or_corrupt_weights_give_weights_errors(tmp_path, content):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(content)
+    path.with_suffix(".json").write_text(json.dumps({"architecture": "unet", "options": {}}))
+    with pytest.raises(WeightsError):
+        load_model(path)
+
+
+def test_missing_card_is_a_clear_error(tmp_path, tiny_weights):
+    lonely = tmp_path / "lonely.safetensors"
+    lonely.write_bytes(tiny_weights.read_bytes())
+    with pytest.raises(WeightsError, match="model card"):
+        load_model(lonely)
