@@ -226,8 +226,8 @@ def write_rows(rows: list[dict], path: Path) -> Path:
     try:
         with os.fdopen(fd, "w", newline="") as handle:
             if path.suffix == ".csv":
-                fields = list(rows[0].keys()) if rows else ["image"]
-                writer = csv.DictWriter(handle, fieldnames=fields)
+                fields = list(dict.fromkeys(k for row in rows for k in row)) or ["image"]
+                writer = csv.DictWriter(handle, fieldnames=fields, restval="")
                 writer.writeheader()
                 writer.writerows(rows)
             else:

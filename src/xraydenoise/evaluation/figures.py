@@ -1,0 +1,150 @@
+"""Figures of the report: examples with zoom and difference maps, augmentation, learning curves, PSNR vs sigma."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path, dpi: int = 100) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.partial.png")
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    _plt().close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def detail_window(image: np.ndarray, size: int) -> tuple[int, int]:
+    """Top-left corner of the size x size window with the most fine detail (gradient energy)."""
+    gy, gx = np.gradient(image.astype(np.float64))
+    energy = gx**2 + gy**2
+    best, corner = -1.0, (0, 0)
+    step = max(8, size // 4)
+    h, w = image.shape
+    for top in range(size // 2, max(size // 2 + 1, h - size - size // 2), step):
+        for left in range(size // 2, max(size // 2 + 1, w - size - size // 2), step):
+            e = energy[top : top + size, left : left + size].mean()
+            if e > best:
+                best, corner = e, (top, left)
+    return corner
+
+
+def example_figure(clean: np.ndarray, noisy: np.ndarray, outputs: dict[str, np.ndarray], title: str, path: Path) -> Path:
+    """Noisy / each method / clean, a zoomed inset of fine detail below, and |output - clean| maps."""
+    from matplotlib.patches import Rectangle
+
+    plt = _plt()
+    from ..metrics import psnr, ssim
+
+    panels = [("noisy", noisy)] + list(outputs.items()) + [("clean", clean)]
+    zoom = max(32, min(clean.shape) // 5)
+    top, left = detail_window(clean, zoom)
+    cols = len(panels)
+    fig, axes = plt.subplots(3, cols, figsize=(1.9 * cols, 6.2))
+    for col, (name, img) in enumerate(panels):
+        label = name if name == "clean" else f"{name}\n{psnr(clean, np.clip(img, 0, 1)):.2f} dB / {ssim(clean, np.clip(img, 0, 1)):.3f}"
+        axes[0, col].imshow(img, cmap="gray", vmin=0, vmax=1)
+        axes[0, col].add_patch(Rectangle((left, top), zoom, zoom, fill=False, edgecolor="yellow", linewidth=1))
+        axes[0, col].set_title(label, fontsize=7)
+        axes[1, col].imshow(img[top : top + zoom, left : left + zoom], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        axes[2, col].imshow(np.abs(img - clean), cmap="magma", vmin=0, vmax=0.15)
+        for row in range(3):
+            axes[row, col].axis("off")
+    axes[1, 0].set_title("zoom", fontsize=7, loc="left")
+    axes[2, 0].set_title("|output - clean| (0 to 0.15)", fontsize=7, loc="left")
+    fig.suptitle(title, fontsize=9)
+    return _save(fig, path, dpi=110)
+
+
+def augmentation_figure(patch: np.ndarray, path: Path) -> Path:
+    """The paper's augmentations applied one at a time to a real radiograph crop, then all at random."""
+    import torch
+    import kornia.geometry.transform as KT
+
+    from ..training.module import Augment
+
+    plt = _plt()
+    x = torch.from_numpy(np.ascontiguousarray(patch, dtype=np.float32))[None, None]
+    size = x.shape[-1]
+
+    def zoom(t, factor):
+        scale = torch.tensor([[factor, factor]])
+        return KT.scale(t, scale, padding_mode="reflection")
+
+    panels = [
+        ("original", x),
+        ("rotate -15°", KT.rotate(x, torch.tensor([-15.0]), padding_mode="reflection")),
+        ("rotate +15°", KT.rotate(x, torch.tensor([15.0]), padding_mode="reflection")),
+        ("horizontal flip", torch.flip(x, dims=[-1])),
+        ("vertical flip", torch.flip(x, dims=[-2])),
+        ("zoom 0.8", zoom(x, 0.8)),
+        ("zoom 1.2", zoom(x, 1.2)),
+    ]
+    torch.manual_seed(0)
+    augment = Augment(int(size * 2 / 3))
+    for i in range(3):
+        panels.append((f"random draw {i + 1}\n(training patch)", augment(x)))
+    fig, axes = plt.subplots(2, 5, figsize=(11, 4.8))
+    for ax, (name, img) in zip(axes.ravel(), panels):
+        ax.imshow(img[0, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(name, fontsize=8)
+        ax.axis("off")
+    fig.suptitle("augmentation: rotation within ±15°, horizontal/vertical flips, zoom 0.8-1.2 (kornia)", fontsize=9)
+    return _save(fig, path)
+
+
+def learning_curves_figure(histories: dict[str, list[dict]], path: Path) -> Path:
+    plt = _plt()
+    names = [n for n, rows in histories.items() if rows]
+    cols = min(4, max(1, len(names)))
+    rows_n = (len(names) + cols - 1) // cols
+    fig, axes = plt.subplots(rows_n, cols, figsize=(3.6 * cols, 2.9 * rows_n), squeeze=False)
+    for ax, name in zip(axes.ravel(), names):
+        rows = histories[name]
+        steps = [int(r["step"]) for r in rows]
+        ax.plot(steps, [float(r["train_loss"]) for r in rows], label="training")
+        ax.plot(steps, [float(r["val_loss"]) for r in rows], label="validation")
+        ax.set_yscale("log")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
+    for ax in axes.ravel()[len(names) :]:
+        ax.axis("off")
+    fig.suptitle("learning curves: loss = w·MSE + (1-w)·(1-SSIM) per epoch", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def psnr_vs_sigma_figure(summary: list[dict], sigmas: dict[str, float], path: Path) -> Path:
+    """Mean PSNR and SSIM against Gaussian sigma, one line per method."""
+    plt = _plt()
+    fig, (ax_p, ax_s) = plt.subplots(1, 2, figsize=(10, 3.8))
+    methods = list(dict.fromkeys(r["method"] for r in summary))
+    for method in methods:
+        pts = sorted((sigmas[r["level"]], r["psnr_mean"], r["ssim_mean"]) for r in summary if r["method"] == method and r["level"] in sigmas)
+        if not pts:
+            continue
+        xs, ps, ss = zip(*pts)
+        style = "-o" if method != "noisy" else ":"
+        ax_p.plot(xs, ps, style, label=method, markersize=3)
+        ax_s.plot(xs, ss, style, label=method, markersize=3)
+    ax_p.set_xlabel("Gaussian sigma (x/255)")
+    ax_p.set_ylabel("mean PSNR (dB)")
+    ax_s.set_xlabel("Gaussian sigma (x/255)")
+    ax_s.set_ylabel("mean SSIM")
+    ax_s.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return _save(fig, path)
