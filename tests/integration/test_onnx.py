@@ -1,0 +1,44 @@
+"""ONNX export and the ONNX Runtime backend, including an environment without torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tiny_weights, tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    result = run_cli("export", "--weights", tiny_weights, "-o", out)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_onnx_runtime_matches_pytorch_on_a_real_image_of_odd_size(tiny_weights, tiny_onnx, chest_image):
+    from xraydenoise.denoisers import NetworkDenoiser
+
+    image = np.ascontiguousarray(chest_image[100:301, 50:263])  # 201 x 213
+    torch_out = NetworkDenoiser(tiny_weights)(image)
+    onnx_out = NetworkDenoiser(tiny_onnx)(image)
+    assert onnx_out.shape == image.shape
+    assert np.abs(torch_out - onnx_out).max() < 1e-4
+
+
+def test_cli_runs_onnx_where_torch_cannot_be_imported(tmp_path, tiny_onnx, chest_png):
+    blocker = tmp_path / "blocker" / "torch"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('torch is blocked for this test')\n")
+    import os
+
+    env = {"PYTHONPATH": os.pathsep.join([str(blocker.parent), os.environ.get("PYTHONPATH", "")])}
+    probe = run_cli("methods", env=env)
+    assert probe.returncode == 0
+    result = run_cli("denoise", chest_png, "-o", tmp_path / "out", "--method", tiny_onnx, "--backend", "onnxruntime", env=env)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / chest_png.name).exists()
+    torch_needed = run_cli("denoise", chest_png, "-o", tmp_path / "out2", "--method", "unet", env=env)
+    assert torch_needed.returncode == 2 and "torch is not installed" in torch_needed.stderr
