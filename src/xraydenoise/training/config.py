@@ -55,6 +55,9 @@ class OptimConfig:
     plateau_patience: int = 5
     early_stopping_patience: int = 10
     cosine: bool = False  # cosine decay over max_steps instead of reduce-on-plateau
+    # Clip the gradient norm: Adam at lr 1e-3 without it diverged once at step ~1000 on this data
+    # (loss 0.003 -> 0.027); typical norms are 0.02-0.15, so 0.1 only cuts the spikes. 0 disables.
+    gradient_clip: float = 0.1
 
 
 @dataclass

@@ -184,6 +184,8 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         max_epochs=cfg.max_epochs,
         max_steps=cfg.max_steps,
         max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,
+        gradient_clip_val=cfg.optim.gradient_clip or None,
+        gradient_clip_algorithm="norm",
         callbacks=callbacks,
         logger=CSVLogger(run_dir, name="lightning_logs"),
         default_root_dir=run_dir,
