@@ -71,12 +71,33 @@ def _init_worker(method: str, options: dict) -> None:
     _WORKER_DENOISER = (method, get_denoiser(method, **options) if method else None)
 
 
+_WORKER_INIT_ERROR: XRayDenoiseError | None = None
+
+
+def _init_pool_worker(method: str, options: dict) -> None:
+    # An initializer that raises breaks the pool (BrokenProcessPool) and logs a traceback per
+    # worker; a denoiser that cannot be built (bad weights) is kept and re-raised once, in the
+    # parent, by _raise_init_error.
+    global _WORKER_INIT_ERROR
+    try:
+        _init_worker(method, options)
+    except XRayDenoiseError as exc:
+        _WORKER_INIT_ERROR = exc
+
+
+def _raise_init_error() -> None:
+    if _WORKER_INIT_ERROR is not None:
+        raise _WORKER_INIT_ERROR
+
+
 def process_one(job: Job, method: str, sigma: float | None, options: dict, *, overwrite: bool) -> str:
     """Denoise one file; returns "done" or "skipped"; raises XRayDenoiseError on bad input."""
     from .denoisers import get_denoiser
 
     if job.target.resolve() == job.source.resolve():
         raise ImageWriteError(f"{job.target}: output path equals the input; refusing to overwrite the input")
+    if job.target.is_dir():  # not a finished output to skip, and not ours to replace
+        raise ImageWriteError(f"{job.target}: is a directory; cannot write the output there")
     if job.target.exists() and not overwrite:
         return "skipped"
     image = load_image(job.source)
@@ -130,7 +151,8 @@ def run_batch(
                 record(job, *_run_in_worker(job, method, sigma, options, overwrite))
                 bar.advance(task)
         else:
-            with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(method, options)) as pool:
+            with ProcessPoolExecutor(max_workers=workers, initializer=_init_pool_worker, initargs=(method, options)) as pool:
+                pool.submit(_raise_init_error).result()  # bad weights: one error, not one per file
                 futures = {pool.submit(_run_in_worker, job, method, sigma, options, overwrite): job for job in jobs}
                 for future in as_completed(futures):
                     record(futures[future], *future.result())

@@ -24,6 +24,8 @@ console = Console(stderr=True)
 out = Console()
 
 EXIT_BAD_INPUT = 2
+#: Weights formats that are Python pickles (torch.save, Lightning, pickle): never loaded.
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
 
 
 def fail(message: str) -> None:
@@ -61,6 +63,9 @@ def denoise(
         suffix = {"png": ".png", "tif": ".tif", "tiff": ".tif", "dcm": ".dcm", "dicom": ".dcm"}.get(output_format.lower())
         if suffix is None:
             fail(f"--format must be png, tiff or dcm, got {output_format!r}")
+    if Path(method).suffix.lower() in PICKLE_SUFFIXES:
+        fail(f"{method}: {Path(method).suffix} weights are pickles, which can run code, and are never loaded; "
+             "use a .safetensors file (with its .json model card) or .onnx")
     try:
         from .denoisers import get_denoiser
 
@@ -72,12 +77,14 @@ def denoise(
     jobs, problems = collect_jobs(inputs, out_dir, suffix=suffix)
     for path, reason in problems:
         console.print(f"error: {path}: {reason}", highlight=False, soft_wrap=True)
+    if not jobs:
+        if problems:  # each input already has its one error line
+            raise typer.Exit(EXIT_BAD_INPUT)
+        fail("nothing to denoise")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         fail(f"{out_dir}: cannot create output folder ({exc.strerror})")
-    if not jobs:
-        fail("nothing to denoise")
     report = run_batch(
         jobs,
         method=method,

@@ -52,7 +52,7 @@ class NetworkDenoiser:
         threads: int | None = None,
         fast: bool = False,
     ) -> None:
-        if weights is not None and Path(weights).suffix == ".onnx":
+        if weights is not None and Path(weights).suffix.lower() == ".onnx":
             backend = "onnxruntime"
         if backend == "onnxruntime":
             if weights is None or Path(weights).suffix != ".onnx":
@@ -116,7 +116,7 @@ class NetworkDenoiser:
 
 
 def is_network(name: str) -> bool:
-    return name in NETWORK_ALIASES or Path(name).suffix in (".safetensors", ".onnx")
+    return name in NETWORK_ALIASES or Path(name).suffix.lower() in (".safetensors", ".onnx")
 
 
 def list_methods() -> list[str]:

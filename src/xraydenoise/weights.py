@@ -112,8 +112,12 @@ def load_model(path: str | Path | None = None):
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise WeightsError(f"{path}: weights do not match architecture {card['architecture']!r} ({first})") from None
+        # torch's first line only says "Error(s) in loading state_dict for X:"; the next one
+        # names the first missing/unexpected key or shape mismatch.
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 else lines[0]
+        detail = detail if len(detail) <= 200 else detail[:197] + "..."
+        raise WeightsError(f"{path}: weights do not match architecture {card['architecture']!r} ({detail})") from None
     model.eval()
     model.card = card  # type: ignore[attr-defined]
     return model
