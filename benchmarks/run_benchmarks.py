@@ -1,0 +1,610 @@
+"""Speed and memory benchmark: classical filters against the network on its three backends.
+
+    make bench          # = .venv/bin/python benchmarks/run_benchmarks.py --out benchmarks/results
+    python benchmarks/run_benchmarks.py --quick --weights W.safetensors --out /tmp/bench
+
+What it measures, all in one run on one machine (see benchmarks/README.md for the JSON):
+
+* seconds per image and megapixels per second at 512x512 and 1024x1024 (centre crops of the
+  bundled 1024x1024 chest radiograph plus Gaussian noise, sigma 25/255) for each classical
+  method and for the network through PyTorch eager fp32, PyTorch with the fastest CPU
+  settings, and ONNX Runtime; median of several runs after a warm-up, and each time as a
+  multiple of BM3D's at the same size;
+* the largest difference between ONNX Runtime's and PyTorch's outputs at 512x512;
+* the peak resident memory of denoising a 4096x4096 16-bit PNG the way the CLI does, in a
+  fresh subprocess (benchmarks/peak_memory.py);
+* the network's parameter count, the machine and the library versions.
+
+It then prints PASS/FAIL for the project's targets. A failed target does not change the exit
+status: the benchmark reports, it does not gate.
+
+``--quick`` (sizes 64 and 128, one run, 512x512 memory test) only checks that everything
+runs; its numbers mean nothing and it writes ``bench-quick.*`` so it never replaces real
+results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from contextlib import redirect_stdout
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from io import StringIO
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from xraydenoise.classical import CLASSICAL_METHODS
+from xraydenoise.errors import MissingDependencyError
+from xraydenoise.inference import choose_tile_size, default_threads
+from xraydenoise.io import load_image
+from xraydenoise.noise import GaussianNoise
+from xraydenoise.settings import PACKAGE_DIR, PROJECT_ROOT
+from xraydenoise.training.hardware import cpu_has_bf16, machine_description
+from xraydenoise.weights import shipped_weights
+
+HERE = Path(__file__).resolve().parent
+SAMPLE = PACKAGE_DIR / "samples" / "nih_00001629_002.png"
+SCHEMA_VERSION = 1
+
+SIZES = (512, 1024)
+QUICK_SIZES = (64, 128)
+MEMORY_SIZE = 4096
+QUICK_MEMORY_SIZE = 512
+AGREEMENT_SIZE = 512  # where ONNX Runtime is compared with PyTorch (the largest quick size in --quick)
+SIGMA = 25 / 255
+SEED = 0
+
+WARMUP = 1  # the first call pays for lazy imports, oneDNN/ORT kernel selection and page faults
+REPEATS = 5
+SLOW_REPEATS = 3  # BM3D: about 15 s per 1024x1024 image
+SLOW_METHODS = {"bm3d"}
+# In --quick the warm-up call doubles as a probe: a method slower than this is skipped.
+QUICK_PROBE_LIMIT_S = 5.0
+
+TARGET_SPEEDUP_VS_BM3D = 20.0
+TARGET_PEAK_RSS_MIB = 2048.0  # 2 GiB
+ONNX_TOLERANCE = 1e-4
+MEMORY_TIMEOUT_S = 1800
+
+stdout = Console()
+stderr = Console(stderr=True)
+
+
+def say(text: str) -> None:
+    """One line on stdout, never wrapped (logs are grepped for PASS/FAIL)."""
+    stdout.print(text, highlight=False, soft_wrap=True)
+
+
+@dataclass
+class Method:
+    """One timed thing: a classical filter or one backend of the network."""
+
+    key: str  # the name in the table and the JSON
+    kind: str  # "classical" or "network"
+    fn: Callable[[np.ndarray, "float | None"], np.ndarray]
+    settings: str = ""
+
+
+@dataclass
+class Measurement:
+    method: str
+    kind: str
+    size: int
+    tile: int | None
+    times_s: list[float]
+    speedup_vs_bm3d: float | None = None
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.times_s)
+
+    @property
+    def megapixels_per_s(self) -> float:
+        return self.size * self.size / 1e6 / self.median_s
+
+    def to_json(self) -> dict:
+        return {
+            "method": self.method,
+            "kind": self.kind,
+            "size": self.size,
+            "megapixels": round(self.size * self.size / 1e6, 6),
+            "tile": self.tile,
+            "runs": len(self.times_s),
+            "times_s": [round(t, 6) for t in self.times_s],
+            "median_s": round(self.median_s, 6),
+            "megapixels_per_s": round(self.megapixels_per_s, 4),
+            "speedup_vs_bm3d": None if self.speedup_vs_bm3d is None else round(self.speedup_vs_bm3d, 3),
+        }
+
+
+@dataclass
+class Check:
+    name: str
+    target: str
+    measured: str
+    passed: bool | None  # None: could not be checked (a method was skipped)
+
+    @property
+    def status(self) -> str:
+        return {True: "PASS", False: "FAIL", None: "SKIP"}[self.passed]
+
+
+@dataclass
+class Plan:
+    sizes: tuple[int, ...]
+    memory_size: int
+    warmup: int
+    repeats: int
+    slow_repeats: int
+    quick: bool
+
+    def runs(self, method: str) -> int:
+        return self.slow_repeats if method in SLOW_METHODS else self.repeats
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def noisy_crop(size: int) -> np.ndarray:
+    """Centre crop of the sample plus Gaussian noise, float32 (noisy values may leave [0, 1]).
+
+    A crop, not a resize, keeps the pixel-scale texture of a real radiograph, which is what
+    the iterative methods' running time (TV, BM3D block matching) depends on.
+    """
+    clean = load_image(SAMPLE).to_float()
+    height, width = clean.shape
+    if size > min(height, width):
+        raise ValueError(f"size {size} is larger than the {width}x{height} sample")
+    top, left = (height - size) // 2, (width - size) // 2
+    clean = np.ascontiguousarray(clean[top : top + size, left : left + size])
+    return GaussianNoise(SIGMA)(clean, seed=SEED).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- methods
+
+
+def classical_methods() -> list[Method]:
+    # A method whose optional dependency is missing (bm3d) is reported as skipped when first called.
+    return [Method(key, "classical", fn, "true sigma given") for key, fn in CLASSICAL_METHODS.items()]
+
+
+def export_onnx_quietly(weights: Path, target: Path) -> float:
+    """Export once (seconds taken); the torch exporter prints progress we do not want in the table."""
+    from xraydenoise.export import export_onnx
+
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    start = time.perf_counter()
+    with redirect_stdout(StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_onnx(weights, target)
+    return time.perf_counter() - start
+
+
+def network_methods(weights: Path, onnx_path: Path, threads: int) -> list[Method]:
+    """The network three ways, each on all cores."""
+    from xraydenoise.denoisers import NetworkDenoiser
+
+    eager = NetworkDenoiser(weights, backend="torch", threads=threads)
+    fast = NetworkDenoiser(weights, backend="torch", threads=threads, fast=True)
+    onnx = NetworkDenoiser(onnx_path, backend="onnxruntime", threads=threads)
+    # Read back what the backend actually does: fast=True only uses bf16 where the CPU has it.
+    fast_settings = ("bf16 autocast" if fast.backend.bf16 else "fp32") + " + channels_last"
+    return [
+        Method("unet-torch-fp32", "network", eager, "PyTorch eager, fp32"),
+        Method("unet-torch-fast", "network", fast, f"PyTorch eager, {fast_settings}"),
+        Method("unet-onnxruntime", "network", onnx, "ONNX Runtime, fp32, CPUExecutionProvider"),
+    ]
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def time_calls(fn: Callable, noisy: np.ndarray, runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn(noisy, SIGMA)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def run_speed(methods: list[Method], plan: Plan, progress: Progress) -> tuple[list[Measurement], list[dict]]:
+    """Time every method at every size; returns the measurements and the skipped methods.
+
+    Sizes are the outer loop so that the methods compared at one size are measured close
+    together in time.
+    """
+    task = progress.add_task("speed", total=len(plan.sizes) * sum(plan.warmup + plan.runs(m.key) for m in methods))
+    results: list[Measurement] = []
+    skipped: list[dict] = []
+    dropped: set[str] = set()  # skipped at this size and every larger one
+    for size in plan.sizes:
+        noisy = noisy_crop(size)
+        for method in methods:
+            runs = plan.runs(method.key)
+            if method.key in dropped:
+                progress.advance(task, plan.warmup + runs)
+                continue
+            gc.collect()  # so that collecting an earlier method's garbage does not land in these runs
+            progress.update(task, description=f"{method.key} {size}x{size} warm-up")
+            try:
+                warmup_s = sum(time_calls(method.fn, noisy, plan.warmup))
+            except MissingDependencyError as exc:  # bm3d is optional
+                warmup_s, reason = None, str(exc)
+            if warmup_s is not None and plan.quick and warmup_s > QUICK_PROBE_LIMIT_S:
+                reason = f"warm-up took {warmup_s:.1f} s, over the --quick limit of {QUICK_PROBE_LIMIT_S:g} s"
+                warmup_s = None
+            if warmup_s is None:
+                dropped.add(method.key)
+                skipped.append({"method": method.key, "from_size": size, "reason": reason})
+                progress.advance(task, plan.warmup + runs)
+                continue
+            progress.advance(task, plan.warmup)
+            times = []
+            for run in range(runs):
+                progress.update(task, description=f"{method.key} {size}x{size} run {run + 1}/{runs}")
+                times += time_calls(method.fn, noisy, 1)
+                progress.advance(task)
+            tile = choose_tile_size(size, size) if method.kind == "network" else None
+            results.append(Measurement(method.key, method.kind, size, tile, times))
+    return results, skipped
+
+
+def add_bm3d_ratios(results: list[Measurement]) -> None:
+    """speedup_vs_bm3d = BM3D's median time / this method's, at the same size (BM3D itself: 1)."""
+    bm3d = {m.size: m.median_s for m in results if m.method == "bm3d"}
+    for m in results:
+        if m.size in bm3d:
+            m.speedup_vs_bm3d = bm3d[m.size] / m.median_s
+
+
+def onnx_agreement(methods: list[Method], size: int) -> dict:
+    """Largest absolute difference between ONNX Runtime and PyTorch eager fp32 on one image."""
+    by_key = {m.key: m.fn for m in methods}
+    noisy = noisy_crop(size)
+    torch_out = by_key["unet-torch-fp32"](noisy, SIGMA)
+    onnx_out = by_key["unet-onnxruntime"](noisy, SIGMA)
+    diff = float(np.max(np.abs(torch_out.astype(np.float64) - onnx_out.astype(np.float64))))
+    return {"size": size, "max_abs_diff": diff, "tolerance": ONNX_TOLERANCE, "pass": diff <= ONNX_TOLERANCE}
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def measure_memory(weights: Path, size: int, workdir: Path) -> dict:
+    """Peak RSS of denoising a size x size 16-bit PNG, in a fresh ``peak_memory.py`` process."""
+    from peak_memory import synthesize_image  # benchmarks/ is sys.path[0] when run as a script
+
+    image = synthesize_image(SAMPLE, workdir / f"input-{size}.png", size, sigma=SIGMA, seed=SEED)
+    command = [sys.executable, str(HERE / "peak_memory.py"), str(image), "--weights", str(weights), "--out", str(workdir / f"output-{size}.png")]
+    result = {"size": size, "input": f"{size}x{size} uint16 PNG, resized sample plus noise sigma 25/255", "path": "batch.process_one (the CLI's denoise), default tile selection"}
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=MEMORY_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return {**result, "error": f"timed out after {MEMORY_TIMEOUT_S} s"}
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+        return {**result, "error": f"exit status {done.returncode}: {tail}"}
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    return {**result, **measured}
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_bm3d_speedup(results: list[Measurement], size: int) -> Check:
+    at_size = {m.method: m for m in results if m.size == size}
+    network = [m for m in at_size.values() if m.kind == "network"]
+    name = f"network (best backend) >= {TARGET_SPEEDUP_VS_BM3D:g}x faster than BM3D at {size}x{size}"
+    target = f">= {TARGET_SPEEDUP_VS_BM3D:g}x"
+    if not network or "bm3d" not in at_size:
+        return Check(name, target, "not measured", None)
+    best, bm3d = min(network, key=lambda m: m.median_s), at_size["bm3d"]
+    speedup = bm3d.median_s / best.median_s
+    measured = f"{speedup:.1f}x ({best.method} {best.median_s:.3f} s vs bm3d {bm3d.median_s:.3f} s)"
+    return Check(name, target, measured, speedup >= TARGET_SPEEDUP_VS_BM3D)
+
+
+def check_onnx_vs_eager(results: list[Measurement], size: int) -> Check:
+    at_size = {m.method: m for m in results if m.size == size}
+    eager, onnx = at_size.get("unet-torch-fp32"), at_size.get("unet-onnxruntime")
+    name, target = f"ONNX Runtime at least as fast as PyTorch eager at {size}x{size}", "onnx <= eager"
+    if not (eager and onnx):
+        return Check(name, target, "not measured", None)
+    measured = f"{onnx.median_s:.4f} s vs {eager.median_s:.4f} s ({eager.median_s / onnx.median_s:.2f}x)"
+    return Check(name, target, measured, onnx.median_s <= eager.median_s)
+
+
+def evaluate_checks(results: list[Measurement], agreement: dict, memory: dict | None, sizes: tuple[int, ...]) -> list[Check]:
+    checks = [check_bm3d_speedup(results, max(sizes))]
+    checks += [check_onnx_vs_eager(results, size) for size in sizes]
+    checks.append(
+        Check(
+            f"ONNX Runtime output matches PyTorch at {agreement['size']}x{agreement['size']}",
+            f"max abs diff <= {ONNX_TOLERANCE:g}",
+            f"{agreement['max_abs_diff']:.2e}",
+            agreement["pass"],
+        )
+    )
+    name, target = "peak RSS denoising a large 16-bit image", f"< {TARGET_PEAK_RSS_MIB:g} MiB"
+    if memory is None:
+        checks.append(Check(name, target, "not measured (--skip-memory)", None))
+    else:
+        name = f"peak RSS denoising {memory['size']}x{memory['size']} 16-bit"
+        if "error" in memory:
+            checks.append(Check(name, target, f"error: {memory['error']}", False))
+        else:
+            peak = memory["peak_rss_mib"]
+            measured = f"{peak:.0f} MiB (baseline after imports {memory['rss_after_imports_mib']:.0f} MiB)"
+            checks.append(Check(name, target, measured, peak < TARGET_PEAK_RSS_MIB))
+    return checks
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def library_versions() -> dict:
+    names = ["xraydenoise", "numpy", "scipy", "scikit-image", "PyWavelets", "bm3d", "torch", "onnxruntime", "onnx", "onnxscript"]
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def repo_path(path: Path) -> str:
+    """``path`` relative to the checkout when it lies inside it (results are compared across machines)."""
+    try:
+        return str(path.relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def git_state() -> dict:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def machine_info(threads: int) -> dict:
+    import torch
+
+    return {
+        "description": machine_description(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "cores_used": threads,
+        "cpu_has_bf16": cpu_has_bf16(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "onnxruntime_threads": threads,
+        # Another busy process makes every time longer; the load at start says whether one ran.
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def network_info(weights: Path, onnx_export_s: float, methods: list[Method]) -> dict:
+    from xraydenoise.models import count_parameters
+    from xraydenoise.weights import load_model
+
+    model = load_model(weights)
+    card = model.card
+    return {
+        "weights": str(weights),
+        "name": card.get("name"),
+        "architecture": card.get("architecture"),
+        "options": card.get("options", {}),
+        "parameters": count_parameters(model),
+        "backends": {m.key: m.settings for m in methods if m.kind == "network"},
+        "onnx_export_s": round(onnx_export_s, 3),
+    }
+
+
+# --------------------------------------------------------------------------- output
+
+
+def significant(x: float, digits: int = 3) -> str:
+    """3 significant digits without exponents for numbers >= 1000 (0.00123, 45.6, 10085)."""
+    return f"{x:.0f}" if abs(x) >= 10**digits else f"{x:.{digits}g}"
+
+
+def results_table(results: list[Measurement], methods: list[Method], sizes: tuple[int, ...]) -> tuple[list[str], list[list[str]]]:
+    """Markdown layout: one row per measured method; time, Mpx/s and speed-up over BM3D per size."""
+    header = ["method", "settings"]
+    for size in sizes:
+        header += [f"{size}² s", f"{size}² Mpx/s", f"{size}² ×BM3D"]
+    cell = {(m.method, m.size): m for m in results}
+    rows = []
+    for method in methods:
+        if not any(key == method.key for key, _ in cell):
+            continue
+        row = [method.key, method.settings]
+        for size in sizes:
+            m = cell.get((method.key, size))
+            if m is None:
+                row += ["-", "-", "-"]
+            else:
+                ratio = "-" if m.speedup_vs_bm3d is None else significant(m.speedup_vs_bm3d)
+                row += [significant(m.median_s), significant(m.megapixels_per_s), ratio]
+        rows.append(row)
+    return header, rows
+
+
+def print_report(results: list[Measurement], checks: list[Check], report: dict) -> None:
+    # One row per method and size (not the Markdown's wide layout), so it fits 80 columns.
+    table = Table(title="Median time per image (×BM3D: times faster than BM3D)")
+    for i, name in enumerate(["method", "size", "s / image", "Mpx/s", "×BM3D"]):
+        table.add_column(name, justify="left" if i == 0 else "right", no_wrap=True)
+    for size in report["protocol"]["sizes"]:
+        for m in (m for m in results if m.size == size):
+            ratio = "-" if m.speedup_vs_bm3d is None else significant(m.speedup_vs_bm3d)
+            table.add_row(m.method, f"{size}²", significant(m.median_s), significant(m.megapixels_per_s), ratio)
+        table.add_section()
+    stdout.print(table)
+    for key, settings in report["network"]["backends"].items():
+        say(f"{key}: {settings}")
+    network = report["network"]
+    say(f"network {network['name']!r}: {network['parameters']:,} parameters; ONNX export took {network['onnx_export_s']:.1f} s")
+    memory = report.get("memory")
+    if memory and "error" not in memory:
+        say(
+            f"memory {memory['size']}x{memory['size']} uint16: peak {memory['peak_rss_mib']:.0f} MiB, "
+            f"after imports {memory['rss_after_imports_mib']:.0f} MiB, after model {memory['rss_after_model_mib']:.0f} MiB, "
+            f"tile {memory['tile']}, {memory['seconds']:.1f} s"
+        )
+    for skipped in report["skipped"]:
+        say(f"skipped {skipped['method']} from {skipped['from_size']}x{skipped['from_size']} on: {skipped['reason']}")
+    if report["quick"]:
+        say("--quick: tiny sizes and one run; the checks below only show that they run.")
+    for check in checks:
+        say(f"{check.status}  {check.name}: {check.measured} (target {check.target})")
+
+
+def markdown(results: list[Measurement], methods: list[Method], checks: list[Check], report: dict) -> str:
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cells) + " |"
+
+    header, rows = results_table(results, methods, tuple(report["protocol"]["sizes"]))
+
+    machine, net, protocol = report["machine"], report["network"], report["protocol"]
+    out = [
+        "# Speed and memory benchmark" + (" (--quick: not meaningful)" if report["quick"] else ""),
+        "",
+        f"{report['date_utc']} on {machine['description']}, {machine['cores_used']} threads "
+        f"(torch {report['versions']['torch']}, onnxruntime {report['versions']['onnxruntime']}, bm3d {report['versions']['bm3d']}); "
+        f"load average at start {machine['load_average_at_start'][0]}.",
+        f"Input: centre crops of `{Path(report['input']['image']).name}` plus Gaussian noise sigma 25/255. "
+        f"Median of {protocol['repeats']} run(s) ({protocol['slow_repeats']} for BM3D) after "
+        f"{protocol['warmup']} warm-up. ×BM3D: how many times faster than BM3D at the same size.",
+        f"Network: `{net['name']}` ({net['architecture']}, {net['parameters']:,} parameters).",
+        "",
+        line(header),
+        line(["---"] * 2 + ["---:"] * (len(header) - 2)),
+        *[line(row) for row in rows],
+        "",
+        *[f"Skipped {s['method']} from {s['from_size']}x{s['from_size']} on: {s['reason']}." for s in report["skipped"]],
+        "",
+    ]
+    memory = report.get("memory")
+    if memory and "error" not in memory:
+        out += [
+            f"Peak RSS denoising a {memory['size']}x{memory['size']} 16-bit PNG through the CLI path (fresh process, tile {memory['tile']}): "
+            f"**{memory['peak_rss_mib']:.0f} MiB**; {memory['rss_after_imports_mib']:.0f} MiB after the imports, "
+            f"{memory['rss_after_model_mib']:.0f} MiB after loading the model ({memory['seconds']:.1f} s).",
+            "",
+        ]
+    agreement = report["onnx_vs_torch"]
+    out += [f"ONNX Runtime vs PyTorch eager fp32 at {agreement['size']}x{agreement['size']}: max abs diff {agreement['max_abs_diff']:.2e}.", ""]
+    out += ["| target | measured | result |", "| --- | --- | --- |"]
+    out += [line([f"{c.name} ({c.target})", c.measured, c.status]) for c in checks]
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Speed and memory benchmark of the classical filters and the network.")
+    parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for bench.json and bench.md")
+    parser.add_argument("--weights", type=Path, default=None, help="network .safetensors (default: the shipped model)")
+    parser.add_argument("--quick", action="store_true", help="smoke test: sizes 64 and 128, one run, 512x512 memory test")
+    parser.add_argument("--skip-memory", action="store_true", help="skip the peak-memory subprocess")
+    return parser.parse_args(argv)
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    if args.quick:
+        return Plan(QUICK_SIZES, QUICK_MEMORY_SIZE, warmup=1, repeats=1, slow_repeats=1, quick=True)
+    return Plan(SIZES, MEMORY_SIZE, warmup=WARMUP, repeats=REPEATS, slow_repeats=SLOW_REPEATS, quick=False)
+
+
+def resolve_weights(weights: Path | None) -> Path:
+    path = weights if weights is not None else shipped_weights()
+    if path.suffix != ".safetensors" or not path.is_file():
+        stderr.print(f"error: {path}: no .safetensors weights there; pass --weights PATH", highlight=False)
+        raise SystemExit(2)
+    return path.resolve()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    args = parse_args(argv)
+    plan = make_plan(args)
+    weights = resolve_weights(args.weights)
+    threads = default_threads()
+    torch.set_num_threads(threads)  # all cores for the network; the classical filters are unaffected
+    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    machine = machine_info(threads)
+    if machine["load_average_at_start"][0] > 0.5:
+        stderr.print(f"warning: load average {machine['load_average_at_start'][0]} at start; another process may slow the timings", highlight=False)
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with tempfile.TemporaryDirectory(prefix="xraydenoise-bench-") as tmp, Progress(*columns, console=stderr) as progress:
+        workdir = Path(tmp)
+        export_task = progress.add_task("exporting ONNX", total=1)
+        onnx_export_s = export_onnx_quietly(weights, workdir / "unet.onnx")
+        progress.advance(export_task)
+        nets = network_methods(weights, workdir / "unet.onnx", threads)
+        methods = classical_methods() + nets
+        results, skipped = run_speed(methods, plan, progress)
+        add_bm3d_ratios(results)
+        agreement_size = AGREEMENT_SIZE if AGREEMENT_SIZE in plan.sizes else max(plan.sizes)
+        agreement = onnx_agreement(nets, agreement_size)
+        memory = None
+        if not args.skip_memory:
+            memory_task = progress.add_task(f"peak memory {plan.memory_size}x{plan.memory_size} (subprocess)", total=1)
+            memory = measure_memory(weights, plan.memory_size, workdir)
+            progress.advance(memory_task)
+
+    checks = evaluate_checks(results, agreement, memory, plan.sizes)
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "quick": plan.quick,
+        "date_utc": date,
+        "machine": machine,
+        "versions": library_versions(),
+        "git": git_state(),
+        "input": {"image": repo_path(SAMPLE), "crop": "centre", "noise": "gaussian", "sigma": SIGMA, "sigma_255": round(SIGMA * 255), "seed": SEED},
+        "protocol": {"timer": "time.perf_counter", "statistic": "median", "warmup": plan.warmup, "repeats": plan.repeats, "slow_repeats": plan.slow_repeats, "slow_methods": sorted(SLOW_METHODS), "sizes": list(plan.sizes)},
+        "network": network_info(weights, onnx_export_s, methods),
+        "results": [m.to_json() for m in results],
+        "skipped": skipped,
+        "onnx_vs_torch": agreement,
+        "memory": memory,
+        "checks": [{"name": c.name, "target": c.target, "measured": c.measured, "status": c.status} for c in checks],
+    }
+    stem = "bench-quick" if plan.quick else "bench"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / f"{stem}.md").write_text(markdown(results, methods, checks, report))
+    print_report(results, checks, report)
+    say(f"wrote {args.out / (stem + '.json')} and {args.out / (stem + '.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
