@@ -21,7 +21,9 @@ ArrayFn = Callable[[np.ndarray], np.ndarray]
 
 #: Tiles are at most this many pixels per side unless asked otherwise.
 DEFAULT_TILE = 1024
-DEFAULT_OVERLAP = 64
+# Measured on a 1024x1024 chest radiograph with the U-Net: overlap 64 -> max |tiled - whole| 1.7e-3,
+# 96 -> 7.8e-4; 128 leaves margin under the 1e-3 target.
+DEFAULT_OVERLAP = 128
 
 
 class Backend(Protocol):
@@ -127,7 +129,7 @@ def choose_tile_size(height: int, width: int, *, bytes_per_pixel: int = 1200, me
     if memory_budget is None:
         memory_budget = min(2 * 1024**3, _available_memory() // 4)
     side = int((memory_budget / bytes_per_pixel) ** 0.5)
-    side = max(256, min(side, 2048))
+    side = max(512, min(side, 2048))
     return min(side, max(height, width))
 
 

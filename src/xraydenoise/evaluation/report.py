@@ -22,9 +22,9 @@ from ..data import get_split
 from ..errors import ConfigError
 from ..models import FAMILY
 from ..noise import GaussianNoise, parse_noise
-from ..settings import PROJECT_ROOT, cache_dir, data_dir
+from ..settings import PROJECT_ROOT, data_dir
 from ..weights import read_card, shipped_weights
-from .runner import NOISY, Method, ScoreCache, evaluate, noise_seed, prepare_image, summarise, write_rows
+from .runner import NOISY, Method, ScoreCache, default_cache, evaluate, noise_seed, prepare_image, summarise, write_rows
 from .tables import fmt_mean_std, markdown_table
 
 CLASSICAL = ("gaussian", "median", "wavelet", "tv", "nlm", "bm3d")
@@ -230,7 +230,7 @@ def build_report(out_dir: Path, *, quick: bool = False) -> Path:
         d.mkdir(parents=True, exist_ok=True)
     models_dir = out_dir / "models" if quick else TRAINED_DIR
     runs_dir = (out_dir / "runs") if quick else (PROJECT_ROOT / "runs")
-    cache = ScoreCache(out_dir / "cache.jsonl") if quick else ScoreCache(cache_dir() / "report-scores.jsonl")
+    cache = ScoreCache(out_dir / "cache.jsonl") if quick else default_cache()  # shared with `xraydenoise evaluate`
     started = time.monotonic()
 
     # Networks: reuse what exists, train what is missing.
