@@ -58,6 +58,8 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeou
     import subprocess
 
     full_env = dict(os.environ)
+    full_env["COLUMNS"] = "400"  # rich must not wrap an error line on a narrow terminal
+    full_env["OMP_NUM_THREADS"] = full_env["MKL_NUM_THREADS"] = "1"  # share the 2-core CPU politely
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "xraydenoise.cli", *map(str, args)],

@@ -8,9 +8,6 @@ check *how* the tool fails, not how well it denoises.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,18 +31,9 @@ class CliResult:
 
 
 def _run(*args, cwd: Path | None = None, timeout: float = 180) -> CliResult:
-    env = dict(os.environ)
-    env.setdefault("XRAYDENOISE_CACHE", str(Path(os.environ.get("TMPDIR", "/tmp")) / "xraydenoise-e2e-cache"))
-    env["COLUMNS"] = "400"  # rich must not wrap an error line on a narrow terminal
-    env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = "1"  # share the CPU politely
-    proc = subprocess.run(
-        [sys.executable, "-m", "xraydenoise.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=timeout,
-    )
+    from tests.conftest import run_cli
+
+    proc = run_cli(*args, cwd=cwd, timeout=timeout)
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
