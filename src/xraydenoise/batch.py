@@ -90,6 +90,12 @@ def _raise_init_error() -> None:
         raise _WORKER_INIT_ERROR
 
 
+def _remove_stale_partials(target: Path) -> None:
+    """Delete temporary files a killed run left for this output (named like io's atomic writer's)."""
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.partial"):
+        stale.unlink(missing_ok=True)
+
+
 def process_one(job: Job, method: str, sigma: float | None, options: dict, *, overwrite: bool) -> str:
     """Denoise one file; returns "done" or "skipped"; raises XRayDenoiseError on bad input."""
     from .denoisers import get_denoiser
@@ -100,6 +106,7 @@ def process_one(job: Job, method: str, sigma: float | None, options: dict, *, ov
         raise ImageWriteError(f"{job.target}: is a directory; cannot write the output there")
     if job.target.exists() and not overwrite:
         return "skipped"
+    _remove_stale_partials(job.target)
     image = load_image(job.source)
     denoiser = _WORKER_DENOISER[1] if _WORKER_DENOISER and _WORKER_DENOISER[0] == method else get_denoiser(method, **options)
     result = denoiser(image.to_float(), sigma)

@@ -20,8 +20,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Denoise X-ray radiographs (PNG, TIFF, DICOM) with a pretrained network or classical filters, and measure it.",
 )
-console = Console(stderr=True)
-out = Console()
+# markup off: messages carry file names and extras like "xraydenoise[bm3d]" that rich would eat as tags
+console = Console(stderr=True, markup=False, highlight=False)
+out = Console(markup=False, highlight=False)
 
 EXIT_BAD_INPUT = 2
 #: Weights formats that are Python pickles (torch.save, Lightning, pickle): never loaded.

@@ -127,15 +127,3 @@ def test_demo_writes_figure_table_and_images(tmp_path):
     net = [float(r["psnr"]) for r in rows if r["method"] == "unet"]
     noisy = [float(r["psnr"]) for r in rows if r["method"] == "noisy"]
     assert len(net) == 4 and min(n - z for n, z in zip(net, noisy)) > 5
-
-
-@pytest.mark.slow
-def test_quick_report_runs_the_whole_pipeline(tmp_path):
-    result = run_cli("report", "--out", tmp_path / "report", "--quick", timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    text = (tmp_path / "report" / "README.md").read_text()
-    for number in range(1, 11):
-        assert f"## Table {number}:" in text
-    for figure in ("examples_chest", "examples_extremity", "augmentation", "learning_curves", "psnr_vs_sigma"):
-        assert (tmp_path / "report" / "figures" / f"{figure}.png").exists()
-    assert "Wilcoxon" in text

@@ -42,3 +42,16 @@ def test_cli_runs_onnx_where_torch_cannot_be_imported(tmp_path, tiny_onnx, chest
     assert (tmp_path / "out" / chest_png.name).exists()
     torch_needed = run_cli("denoise", chest_png, "-o", tmp_path / "out2", "--method", "unet", env=env)
     assert torch_needed.returncode == 2 and "torch is not installed" in torch_needed.stderr
+
+
+def test_missing_onnx_runtime_is_a_one_line_error_that_says_how_to_install(tmp_path, tiny_onnx, chest_png):
+    import os
+
+    blocker = tmp_path / "blocker" / "onnxruntime"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('onnxruntime is blocked for this test')\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(blocker.parent), os.environ.get("PYTHONPATH", "")])}
+    result = run_cli("denoise", chest_png, "-o", tmp_path / "out", "--method", tiny_onnx, env=env)
+    assert result.returncode == 2
+    assert "pip install 'xraydenoise[onnx-runtime]'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr

@@ -1,0 +1,96 @@
+"""Killed runs resume to complete outputs; the same seed gives the same numbers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.conftest import CHEST, run_cli
+from xraydenoise.io import Image, load_image, save_image
+
+
+def make_folder(folder, count=10, size=256):
+    chest = load_image(CHEST).pixels
+    for i in range(count):
+        top = 100 + 40 * i
+        crop = np.ascontiguousarray(chest[top : top + size, 200 : 200 + size])
+        save_image(folder / f"sub{i % 2}" / f"img{i:02d}.png", Image(crop, "png", 255.0))
+
+
+@pytest.mark.slow
+def test_batch_killed_with_sigkill_then_rerun_ends_complete(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    make_folder(src)
+    env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="400")
+    proc = subprocess.Popen([sys.executable, "-m", "xraydenoise.cli", "denoise", str(src), "-o", str(out), "--method", "nlm", "--sigma", "20"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline and len(list(out.rglob("img*.png"))) < 2:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished_before = len(list(out.rglob("img*.png")))
+    assert 1 <= finished_before < 10, "the kill should land part way through the batch"
+
+    rerun = run_cli("denoise", src, "-o", out, "--method", "nlm", "--sigma", "20")
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{10 - finished_before} denoised, {finished_before} skipped" in rerun.stderr
+    outputs = sorted(out.rglob("*.png"))
+    assert len(outputs) == 10
+    for path in outputs:
+        image = load_image(path)  # every output decodes in full
+        assert image.pixels.shape == (256, 256)
+    assert not list(out.rglob("*.partial")), "temporary files must not survive a rerun"
+
+
+def test_same_seed_gives_bit_identical_noise_and_classical_outputs(chest_crop):
+    from xraydenoise.classical import get_classical
+    from xraydenoise.noise import GaussianNoise, PoissonGaussianNoise
+
+    for model in (GaussianNoise(25 / 255), PoissonGaussianNoise(0.01, 5 / 255)):
+        a, b = model(chest_crop, seed=11), model(chest_crop, seed=11)
+        assert np.array_equal(a, b)
+        assert not np.array_equal(a, model(chest_crop, seed=12))
+    noisy = GaussianNoise(25 / 255)(chest_crop, seed=11)
+    for name in ("gaussian", "median", "wavelet", "tv", "nlm", "bm3d"):
+        first = get_classical(name)(noisy, 25 / 255)
+        assert np.array_equal(first, get_classical(name)(noisy, 25 / 255)), name
+
+
+def test_network_inference_on_the_cpu_is_deterministic(tiny_weights, chest_image):
+    from xraydenoise.denoisers import NetworkDenoiser
+
+    image = np.ascontiguousarray(chest_image[:300, :300])
+    first = NetworkDenoiser(tiny_weights, tile=256, overlap=32)(image)
+    second = NetworkDenoiser(tiny_weights, tile=256, overlap=32)(image)
+    assert np.array_equal(first, second)
+
+
+@pytest.mark.slow
+def test_rerunning_the_report_reproduces_its_numbers(tmp_path):
+    import csv
+
+    out = tmp_path / "report"
+    assert run_cli("report", "--out", out, "--quick", timeout=900).returncode == 0
+    first = (out / "data" / "per_image.csv").read_text()
+    text = (out / "README.md").read_text()
+    for number in range(1, 11):
+        assert f"## Table {number}:" in text
+    assert "Wilcoxon" in text
+    for figure in ("examples_chest", "examples_extremity", "augmentation", "learning_curves", "psnr_vs_sigma"):
+        assert (out / "figures" / f"{figure}.png").stat().st_size > 5000
+    (out / "cache.jsonl").unlink()  # recompute every score; the trained models are reused
+    assert run_cli("report", "--out", out, "--quick", timeout=900).returncode == 0
+    second = (out / "data" / "per_image.csv").read_text()
+
+    def scores(text):
+        return [(r["image"], r["level"], r["method"], r["size"], r["psnr"], r["ssim"]) for r in csv.DictReader(text.splitlines())]
+
+    assert scores(first) == scores(second)
+    assert len(scores(first)) > 50
