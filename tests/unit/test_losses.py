@@ -32,3 +32,14 @@ def test_ssim_loss_has_gradients():
     a = torch.rand(1, 1, 24, 24, requires_grad=True)
     combined_loss(a, torch.rand(1, 1, 24, 24), 0.5).backward()
     assert a.grad is not None and a.grad.abs().sum() > 0
+
+
+def test_noise_balanced_mse_weighs_every_noise_level_alike():
+    torch.manual_seed(0)
+    clean = torch.rand(2, 1, 16, 16)
+    std = torch.tensor([0.01, 0.1]).view(2, 1, 1, 1).expand(2, 1, 16, 16)
+    pred = clean + 0.5 * std * torch.randn(2, 1, 16, 16)  # both patches keep half their noise
+    per_patch = combined_loss(pred[:1], clean[:1], 1.0, std[:1]), combined_loss(pred[1:], clean[1:], 1.0, std[1:])
+    assert per_patch[0] == pytest.approx(per_patch[1].item(), rel=0.5)  # plain MSE would differ 100x
+    plain = combined_loss(pred[:1], clean[:1], 1.0), combined_loss(pred[1:], clean[1:], 1.0)
+    assert plain[1] > 30 * plain[0]

@@ -51,6 +51,10 @@ class NoiseConfig:
 class OptimConfig:
     lr: float = 1e-3
     mse_weight: float = 0.8  # loss = w * MSE + (1 - w) * (1 - SSIM)
+    # Divide each patch's MSE by its noise variance (+ (1/255)^2): every noise level then counts
+    # alike, instead of the loudest patches dominating the batch (a blind network otherwise
+    # under-serves low noise). Both terms are then O(0.1), so w balances them directly.
+    noise_balanced_mse: bool = False
     plateau_factor: float = 0.1
     plateau_patience: int = 5
     early_stopping_patience: int = 10

@@ -44,10 +44,24 @@ def psnr_per_image(pred: torch.Tensor, target: torch.Tensor, *, data_range: floa
     return (10 * torch.log10(data_range**2 / mse.clamp(min=1e-20))).to(pred.dtype)
 
 
-def combined_loss(pred: torch.Tensor, target: torch.Tensor, mse_weight: float) -> torch.Tensor:
-    """w * MSE + (1 - w) * (1 - SSIM), computed in full precision whatever the autocast."""
+#: Floor of the per-patch noise variance in the noise-balanced MSE (one 8-bit grey level).
+VARIANCE_FLOOR = (1 / 255) ** 2
+
+
+def combined_loss(pred: torch.Tensor, target: torch.Tensor, mse_weight: float, noise_std: torch.Tensor | None = None) -> torch.Tensor:
+    """w * MSE + (1 - w) * (1 - SSIM), computed in full precision whatever the autocast.
+
+    With ``noise_std`` (a per-pixel std map), each patch's MSE is divided by its mean noise
+    variance: the MSE relative to the noise, which weighs every noise level alike.
+    """
     pred, target = pred.float(), target.float()
-    loss = mse_weight * F.mse_loss(pred, target)
+    if noise_std is None:
+        mse = F.mse_loss(pred, target)
+    else:
+        per_patch = ((pred - target) ** 2).mean(dim=(1, 2, 3))
+        variance = (noise_std.float() ** 2).mean(dim=(1, 2, 3)) + VARIANCE_FLOOR
+        mse = (per_patch / variance).mean()
+    loss = mse_weight * mse
     if mse_weight < 1.0:
         loss = loss + (1.0 - mse_weight) * (1.0 - ssim_per_image(pred, target).mean())
     return loss

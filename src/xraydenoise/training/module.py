@@ -90,14 +90,16 @@ class DenoiserModule(L.LightningModule):
             noisy, std_map = draw_noise(clean, self.cfg.noise, generator)
         clean, noisy, std_map = (self._to_memory_format(t.to(self.device)) for t in (clean, noisy, std_map))
         pred = self(noisy, std_map)
-        loss = combined_loss(pred, clean, self.cfg.optim.mse_weight)
+        balance = std_map if self.cfg.optim.noise_balanced_mse else None
+        loss = combined_loss(pred, clean, self.cfg.optim.mse_weight, balance)
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=clean.shape[0], sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
         clean, noisy, std_map, level = batch
         pred = self(self._to_memory_format(noisy), self._to_memory_format(std_map)).float().clamp(0, 1)
-        loss = combined_loss(pred, clean, self.cfg.optim.mse_weight)
+        balance = std_map if self.cfg.optim.noise_balanced_mse else None
+        loss = combined_loss(pred, clean, self.cfg.optim.mse_weight, balance)
         n = clean.shape[0]
         self.log("val_loss", loss, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
         self.log("val_psnr", psnr_per_image(pred, clean).mean(), on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
