@@ -30,6 +30,10 @@ class DataConfig:
     val_images: int = 0  # 0: every validation image
     train_images: int = 0  # 0: every training image (a limit is for tests and quick runs)
     num_workers: int = 0
+    # Training images are also kept downscaled by these factors: radiographs reach users at many
+    # pixel pitches (and the evaluation downscales to a 512 px long side), so the network sees
+    # the anatomy at several scales, beyond the paper's +-20% zoom.
+    scales: list[float] = field(default_factory=lambda: [1.0])
     cache_size: int = 0  # 0: keep every training image in memory (the dev set is ~200 MB as uint8)
 
 

@@ -17,6 +17,17 @@ def load_images(records: list[Record]) -> list[np.ndarray]:
     return [load_image(r.path).to_float() for r in track(records, description="loading images", transient=True)]
 
 
+def with_scales(images: list[np.ndarray], scales: list[float]) -> list[np.ndarray]:
+    """The images plus anti-aliased downscaled copies of each, one per factor below 1."""
+    from ..evaluation.runner import resize_long_side
+
+    out = []
+    for image in images:
+        for factor in scales:
+            out.append(image if factor >= 1 else resize_long_side(image, max(16, int(round(max(image.shape) * factor)))))
+    return out
+
+
 def _pad_to(image: np.ndarray, size: int) -> np.ndarray:
     pad_h, pad_w = max(0, size - image.shape[0]), max(0, size - image.shape[1])
     if pad_h or pad_w:

@@ -23,7 +23,7 @@ from ..models import count_parameters
 from ..noise import parse_noise
 from ..weights import save_weights
 from .config import TrainConfig
-from .datasets import RandomPatchDataset, load_images, validation_pairs
+from .datasets import RandomPatchDataset, load_images, validation_pairs, with_scales
 from .hardware import lightning_precision, machine_description
 from .module import DenoiserModule
 
@@ -153,7 +153,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         val_records = val_records[: cfg.data.val_images]
     crop = int(round(cfg.data.patch_size * 1.5))  # room for +-15 degrees and zoom 0.8
     train_set = RandomPatchDataset(
-        load_images(train_records), crop=crop, length=cfg.data.steps_per_epoch * cfg.data.batch_size, seed=cfg.seed
+        with_scales(load_images(train_records), cfg.data.scales), crop=crop, length=cfg.data.steps_per_epoch * cfg.data.batch_size, seed=cfg.seed
     )
     val_models = [parse_noise(str(s)) for s in cfg.noise.val_sigmas]
     if cfg.noise.val_poisson_gaussian:
