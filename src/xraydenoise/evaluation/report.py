@@ -9,7 +9,6 @@ Scores are cached by image, noise, seed, method and weights hash, so a rerun is 
 from __future__ import annotations
 
 import json
-import shutil
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -87,13 +86,10 @@ def ensure_model(name: str, models_dir: Path, runs_dir: Path, quick: bool) -> Pa
         cfg = replace(cfg, max_steps=4, max_epochs=2, max_minutes=None, threads=1,
                       data=replace(cfg.data, steps_per_epoch=2, batch_size=4, patch_size=32, train_images=8, val_images=2, val_crop=64))
     cfg = replace(cfg, output_dir=str(runs_dir / name))
-    produced = train(cfg)
-    models_dir.mkdir(parents=True, exist_ok=True)
-    for suffix in (".safetensors", ".json"):
-        shutil.copyfile(produced.with_suffix(suffix), weights.with_suffix(suffix))
-    history = Path(cfg.output_dir) / "history.csv"
-    if history.exists():
-        shutil.copyfile(history, models_dir / f"{name}.history.csv")
+    train(cfg)
+    from ..training.ship import ship_run
+
+    ship_run(cfg.output_dir, models_dir, name, config=f"configs/{name}.yaml")
     return weights
 
 
