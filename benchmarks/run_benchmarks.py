@@ -207,9 +207,9 @@ def network_methods(weights: Path, onnx_path: Path, threads: int) -> list[Method
     # Read back what the backend actually does: fast=True only uses bf16 where the CPU has it.
     fast_settings = ("bf16 autocast" if fast.backend.bf16 else "fp32") + " + channels_last"
     return [
-        Method("unet-torch-fp32", "network", eager, "PyTorch eager, fp32"),
-        Method("unet-torch-fast", "network", fast, f"PyTorch eager, {fast_settings}"),
-        Method("unet-onnxruntime", "network", onnx, "ONNX Runtime, fp32, CPUExecutionProvider"),
+        Method("net-torch-fp32", "network", eager, "PyTorch eager, fp32"),
+        Method("net-torch-fast", "network", fast, f"PyTorch eager, {fast_settings}"),
+        Method("net-onnxruntime", "network", onnx, "ONNX Runtime, fp32, CPUExecutionProvider"),
     ]
 
 
@@ -279,8 +279,8 @@ def onnx_agreement(methods: list[Method], size: int) -> dict:
     """Largest absolute difference between ONNX Runtime and PyTorch eager fp32 on one image."""
     by_key = {m.key: m.fn for m in methods}
     noisy = noisy_crop(size)
-    torch_out = by_key["unet-torch-fp32"](noisy, SIGMA)
-    onnx_out = by_key["unet-onnxruntime"](noisy, SIGMA)
+    torch_out = by_key["net-torch-fp32"](noisy, SIGMA)
+    onnx_out = by_key["net-onnxruntime"](noisy, SIGMA)
     diff = float(np.max(np.abs(torch_out.astype(np.float64) - onnx_out.astype(np.float64))))
     return {"size": size, "max_abs_diff": diff, "tolerance": ONNX_TOLERANCE, "pass": diff <= ONNX_TOLERANCE}
 
@@ -324,7 +324,7 @@ def check_bm3d_speedup(results: list[Measurement], size: int) -> Check:
 
 def check_onnx_vs_eager(results: list[Measurement], size: int) -> Check:
     at_size = {m.method: m for m in results if m.size == size}
-    eager, onnx = at_size.get("unet-torch-fp32"), at_size.get("unet-onnxruntime")
+    eager, onnx = at_size.get("net-torch-fp32"), at_size.get("net-onnxruntime")
     name, target = f"ONNX Runtime at least as fast as PyTorch eager at {size}x{size}", "onnx <= eager"
     if not (eager and onnx):
         return Check(name, target, "not measured", None)

@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 __all__ = ["Image", "XRayDenoiseError", "__version__", "denoise", "load_image", "load_model", "save_image"]
 
 
-def denoise(array: np.ndarray, sigma: float | None = None, method: str = "unet", **options) -> np.ndarray:
+def denoise(array: np.ndarray, sigma: float | None = None, method: str = "network", **options) -> np.ndarray:
     """Denoise a 2-D radiograph.
 
     Parameters
@@ -25,7 +25,7 @@ def denoise(array: np.ndarray, sigma: float | None = None, method: str = "unet",
     array : 2-D array. Float input is taken as [0, 1] and float32 is returned; uint8 and
         uint16 input are scaled by their full range and the result has the same dtype.
     sigma : noise standard deviation on the [0, 1] scale, or None (blind network / estimated).
-    method : "unet" (the shipped network, default), a classical filter name
+    method : "network" (the shipped pretrained network, default), a classical filter name
         (gaussian, median, wavelet, tv, nlm, bm3d) or a path to .safetensors / .onnx weights.
     options : network options (backend="onnxruntime", tile=..., fast=True).
 

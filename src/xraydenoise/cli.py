@@ -47,7 +47,7 @@ def _sigma(value: Optional[float]) -> Optional[float]:
 def denoise(
     inputs: List[str] = typer.Argument(..., help="Files, folders (searched recursively) or glob patterns."),
     out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder; folder inputs are mirrored below it."),
-    method: str = typer.Option("unet", "--method", "-m", help="unet (shipped network), a .safetensors/.onnx file, or a classical filter: gaussian, median, wavelet, tv, nlm, bm3d."),
+    method: str = typer.Option("network", "--method", "-m", help="network (the shipped pretrained network), a .safetensors/.onnx file, or a classical filter: gaussian, median, wavelet, tv, nlm, bm3d."),
     sigma: Optional[float] = typer.Option(None, help="Noise std in 8-bit grey levels (25 = 25/255). Default: blind (network) or estimated (filters)."),
     backend: str = typer.Option("torch", help="Network backend: torch or onnxruntime."),
     tile: Optional[int] = typer.Option(None, help="Tile side in pixels (default: chosen from image size and free memory)."),
@@ -153,7 +153,7 @@ def score(
 
 @app.command()
 def evaluate(
-    methods: str = typer.Option("gaussian,median,wavelet,tv,nlm,bm3d,unet", help="Comma-separated methods (names or weights files)."),
+    methods: str = typer.Option("gaussian,median,wavelet,tv,nlm,bm3d,network", help="Comma-separated methods (names or weights files)."),
     levels: str = typer.Option("10,25,50,pg:0.01:5", help="Comma-separated noise: Gaussian sigma in grey levels, or pg:A:S."),
     split: str = typer.Option("test", help="train, val or test split of the data set."),
     data: Optional[Path] = typer.Option(None, help="Data folder (default: the XRAYDENOISE_DATA setting)."),
@@ -260,7 +260,7 @@ def report(
 @app.command()
 def demo(
     out_dir: Path = typer.Option(Path("demo_output"), "--out", "-o"),
-    method: str = typer.Option("unet", help="Denoiser to show."),
+    method: str = typer.Option("network", help="Denoiser to show."),
     sigma: float = typer.Option(25.0, help="Gaussian noise added to the bundled samples, in grey levels."),
 ) -> None:
     """Denoise the bundled sample radiographs: before/after figure and a metrics table."""

@@ -5,7 +5,7 @@ and the report all treat them the same way, and adding a method is adding one en
 
 Names:
 * ``gaussian``, ``median``, ``wavelet``, ``tv``, ``nlm``, ``bm3d``: classical filters;
-* ``unet`` (the shipped pretrained model, the default), or any ``*.safetensors`` / ``*.onnx``
+* ``network`` (the shipped pretrained model, the default), or any ``*.safetensors`` / ``*.onnx``
   path: a network.
 """
 
@@ -21,8 +21,8 @@ from .inference import DEFAULT_OVERLAP, OnnxBackend, TorchBackend, choose_tile_s
 
 Denoiser = Callable[[np.ndarray, "float | None"], np.ndarray]
 
-DEFAULT_METHOD = "unet"
-NETWORK_ALIASES = {"unet": None}  # None: the shipped weights
+DEFAULT_METHOD = "network"
+NETWORK_ALIASES = {"network": None}  # None: the shipped weights
 
 
 class NetworkDenoiser:

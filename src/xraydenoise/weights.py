@@ -18,7 +18,7 @@ from .errors import WeightsError
 from .settings import PACKAGE_DIR
 
 SHIPPED_DIR = PACKAGE_DIR / "pretrained"
-DEFAULT_MODEL = "unet-xray-blind"
+DEFAULT_MODEL = "rdn-xray-blind"
 
 
 def shipped_weights(name: str = DEFAULT_MODEL) -> Path:

@@ -124,6 +124,6 @@ def test_demo_writes_figure_table_and_images(tmp_path):
     assert (tmp_path / "demo" / "before_after.png").stat().st_size > 10_000
     with (tmp_path / "demo" / "metrics.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    net = [float(r["psnr"]) for r in rows if r["method"] == "unet"]
+    net = [float(r["psnr"]) for r in rows if r["method"] == "network"]
     noisy = [float(r["psnr"]) for r in rows if r["method"] == "noisy"]
     assert len(net) == 4 and min(n - z for n, z in zip(net, noisy)) > 5

@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "run_benchmarks.py"
-NETWORK_METHODS = {"unet-torch-fp32", "unet-torch-fast", "unet-onnxruntime"}
+NETWORK_METHODS = {"net-torch-fp32", "net-torch-fast", "net-onnxruntime"}
 CLASSICAL = {"gaussian", "median", "wavelet", "tv", "nlm", "bm3d"}
 
 

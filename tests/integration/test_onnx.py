@@ -40,7 +40,7 @@ def test_cli_runs_onnx_where_torch_cannot_be_imported(tmp_path, tiny_onnx, chest
     result = run_cli("denoise", chest_png, "-o", tmp_path / "out", "--method", tiny_onnx, "--backend", "onnxruntime", env=env)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / chest_png.name).exists()
-    torch_needed = run_cli("denoise", chest_png, "-o", tmp_path / "out2", "--method", "unet", env=env)
+    torch_needed = run_cli("denoise", chest_png, "-o", tmp_path / "out2", "--method", "network", env=env)
     assert torch_needed.returncode == 2 and "torch is not installed" in torch_needed.stderr
 
 

@@ -23,7 +23,7 @@ def sample_paths() -> list[Path]:
     return sorted(p for p in SAMPLES_DIR.glob("*.png"))
 
 
-def run_demo(out_dir: Path, *, method: str = "unet", sigma: float = 25 / 255, console=None, seed: int = 0) -> Path:
+def run_demo(out_dir: Path, *, method: str = "network", sigma: float = 25 / 255, console=None, seed: int = 0) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -29,7 +29,7 @@ from .tables import fmt_mean_std, markdown_table
 CLASSICAL = ("gaussian", "median", "wavelet", "tv", "nlm", "bm3d")
 COMPARISON = ("compare-unet", "compare-dncnn", "compare-rdn", "compare-unet-noisemap")
 LOIO = {"nih": "loio-nih", "kermany": "loio-kermany", "fracatlas": "loio-fracatlas"}
-SHIPPED = "unet-xray-blind"
+SHIPPED = "rdn-xray-blind"
 TRAINED_DIR = PROJECT_ROOT / "trained"
 CONFIG_DIR = PROJECT_ROOT / "configs"
 

@@ -71,7 +71,7 @@ class Method:
         if is_network(self.spec):
             from ..weights import shipped_weights
 
-            path = shipped_weights() if self.spec == "unet" else Path(self.spec)
+            path = shipped_weights() if self.spec == "network" else Path(self.spec)
             digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else "missing"
             return f"{self.label}:{digest}"
         return self.label
@@ -83,7 +83,7 @@ def method_from_spec(spec: str) -> Method:
     if is_network(spec):
         from ..weights import read_card, shipped_weights
 
-        path = shipped_weights() if spec == "unet" else Path(spec)
+        path = shipped_weights() if spec == "network" else Path(spec)
         if path.suffix == ".safetensors":
             return Method(spec, str(read_card(path).get("name", path.stem)))
         return Method(spec, path.stem)
