@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import MissingDependencyError, WeightsError
+from .io._atomic import _new_file_mode
 from .settings import cache_dir
 
 
@@ -67,6 +68,7 @@ def export_onnx(weights: str | Path | None, output: str | Path, *, opset: int = 
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.save(proto, tmp)
+        os.chmod(tmp, _new_file_mode(output))  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, output)
     except WeightsError:
         raise

@@ -9,8 +9,6 @@ safetensors; a pickle is refused before any byte of it is interpreted.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -43,17 +41,9 @@ def read_card(weights: str | Path) -> dict[str, Any]:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from .io._atomic import atomic_write
+
+    atomic_write(path, lambda handle: handle.write(data))
 
 
 def save_weights(model, path: str | Path, card: dict[str, Any], *, half: bool = False) -> Path:

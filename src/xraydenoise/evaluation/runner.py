@@ -217,24 +217,20 @@ def summarise(rows: list[dict], by: tuple[str, ...] = ("level", "method")) -> li
 
 def write_rows(rows: list[dict], path: Path) -> Path:
     """Write per-image rows as CSV (``.csv``) or JSON lines (anything else), atomically."""
-    import csv
-    import tempfile
-
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            if path.suffix == ".csv":
-                fields = list(dict.fromkeys(k for row in rows for k in row)) or ["image"]
-                writer = csv.DictWriter(handle, fieldnames=fields, restval="")
-                writer.writeheader()
-                writer.writerows(rows)
-            else:
-                for row in rows:
-                    handle.write(json.dumps(row) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    import csv
+    import io
+
+    from ..io._atomic import atomic_write
+
+    buffer = io.StringIO(newline="")
+    if path.suffix == ".csv":
+        fields = list(dict.fromkeys(k for row in rows for k in row)) or ["image"]
+        writer = csv.DictWriter(buffer, fieldnames=fields, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        for row in rows:
+            buffer.write(json.dumps(row) + "\n")
+    atomic_write(Path(path), lambda handle: handle.write(buffer.getvalue().encode()))
     return path
