@@ -235,7 +235,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
                 "epochs": trainer.current_epoch,
                 "patch_size": cfg.data.patch_size,
                 "batch_size": cfg.data.batch_size,
-                "loss": f"{cfg.optim.mse_weight} * MSE + {1 - cfg.optim.mse_weight:.2f} * (1 - SSIM)",
+                "loss": f"{cfg.optim.mse_weight} * {'MSE / noise variance' if cfg.optim.noise_balanced_mse else 'MSE'} + {1 - cfg.optim.mse_weight:.2f} * (1 - SSIM)",
                 "precision": precision,
                 "seconds": round(history.elapsed(), 1),
                 "machine": machine_description(),
