@@ -90,7 +90,12 @@ def test_rerunning_the_report_reproduces_its_numbers(tmp_path):
     second = (out / "data" / "per_image.csv").read_text()
 
     def scores(text):
-        return [(r["image"], r["level"], r["method"], r["size"], r["psnr"], r["ssim"]) for r in csv.DictReader(text.splitlines())]
+        return [(r["image"], r["level"], r["method"], r["size"], float(r["psnr"]), float(r["ssim"])) for r in csv.DictReader(text.splitlines())]
 
-    assert scores(first) == scores(second)
-    assert len(scores(first)) > 50
+    a, b = scores(first), scores(second)
+    assert len(a) == len(b) > 50
+    assert [row[:4] for row in a] == [row[:4] for row in b]
+    # Identical to the report's precision and far beyond: BM3D's compiled code differs between
+    # processes in the 10th significant digit (bit-identical within one process, see above).
+    assert np.allclose([row[4] for row in a], [row[4] for row in b], rtol=0, atol=1e-6)
+    assert np.allclose([row[5] for row in a], [row[5] for row in b], rtol=0, atol=1e-8)
