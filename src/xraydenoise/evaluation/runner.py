@@ -99,6 +99,8 @@ class ScoreCache:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.rows: dict[str, dict] = {}
+        self.hits = 0  # scores served from the cache in this process
+        self.misses = 0
         if path is not None and path.exists():
             for line in path.read_text().splitlines():
                 try:
@@ -108,7 +110,12 @@ class ScoreCache:
                     continue
 
     def get(self, key: str) -> dict | None:
-        return self.rows.get(key)
+        row = self.rows.get(key)
+        if row is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return row
 
     def put(self, key: str, row: dict) -> None:
         row = dict(row, key=key)
