@@ -7,7 +7,6 @@ name and renamed), so a rerun skips what exists and finishes the rest.
 from __future__ import annotations
 
 import glob
-import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,6 +165,3 @@ def run_batch(
                     bar.advance(task)
     return report
 
-
-def default_workers() -> int:
-    return max(1, (os.cpu_count() or 1) // 2)

@@ -21,7 +21,6 @@ from .inference import DEFAULT_OVERLAP, OnnxBackend, TorchBackend, choose_tile_s
 
 Denoiser = Callable[[np.ndarray, "float | None"], np.ndarray]
 
-DEFAULT_METHOD = "network"
 NETWORK_ALIASES = {"network": None}  # None: the shipped weights
 
 

@@ -17,8 +17,6 @@ import numpy as np
 
 from .errors import MissingDependencyError, WeightsError
 
-ArrayFn = Callable[[np.ndarray], np.ndarray]
-
 #: Tiles are at most this many pixels per side unless asked otherwise.
 DEFAULT_TILE = 1024
 # Measured on a 1024x1024 chest radiograph with the U-Net: overlap 64 -> max |tiled - whole| 1.7e-3,
