@@ -95,7 +95,8 @@ def test_rerunning_the_report_reproduces_its_numbers(tmp_path):
     a, b = scores(first), scores(second)
     assert len(a) == len(b) > 50
     assert [row[:4] for row in a] == [row[:4] for row in b]
-    # Identical to the report's precision and far beyond: BM3D's compiled code differs between
-    # processes in the 10th significant digit (bit-identical within one process, see above).
-    assert np.allclose([row[4] for row in a], [row[4] for row in b], rtol=0, atol=1e-6)
-    assert np.allclose([row[5] for row in a], [row[5] for row in b], rtol=0, atol=1e-8)
+    # Equal to 100x the report's precision (2 decimals in dB, 4 in SSIM): BM3D and oneDNN's
+    # multi-threaded reductions differ between processes by up to ~5e-7 dB (measured), while
+    # everything is bit-identical within one process (see the tests above).
+    assert np.allclose([row[4] for row in a], [row[4] for row in b], rtol=0, atol=1e-4), max(abs(x[4] - y[4]) for x, y in zip(a, b))
+    assert np.allclose([row[5] for row in a], [row[5] for row in b], rtol=0, atol=1e-6), max(abs(x[5] - y[5]) for x, y in zip(a, b))
