@@ -87,6 +87,15 @@ stdout = Console()
 stderr = Console(stderr=True)
 
 
+def _display_path(path) -> str:
+    """A path relative to the repository when it is inside it, so results name no machine's folders."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        return str(Path(path).resolve().relative_to(repo))
+    except ValueError:
+        return str(path)
+
+
 def say(text: str) -> None:
     """One line on stdout, never wrapped (logs are grepped for PASS/FAIL)."""
     stdout.print(text, highlight=False, soft_wrap=True)
@@ -413,7 +422,7 @@ def network_info(weights: Path, onnx_export_s: float, methods: list[Method]) -> 
     model = load_model(weights)
     card = model.card
     return {
-        "weights": str(weights),
+        "weights": _display_path(weights),
         "name": card.get("name"),
         "architecture": card.get("architecture"),
         "options": card.get("options", {}),
