@@ -148,6 +148,8 @@ def evaluate(
 
     methods = [m if isinstance(m, Method) else method_from_spec(m) for m in methods]
     noises = [n if not isinstance(n, str) else parse_noise(n) for n in noises]
+    # Hashing a network's weights file once per method, not once per (image, noise) key.
+    fingerprints = {method: method.fingerprint for method in methods}
     rows: list[dict] = []
     total = len(records) * len(noises) * len(methods)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
@@ -159,7 +161,7 @@ def evaluate(
                 nseed = noise_seed(record.image_id, noise.label, seed)
                 noisy = None
                 for method in methods:
-                    key = f"{record.image_id}|{size}|{noise.label}|{nseed}|{method.fingerprint}"
+                    key = f"{record.image_id}|{size}|{noise.label}|{nseed}|{fingerprints[method]}"
                     row = cache.get(key) if cache else None
                     if row is None:
                         if image is None:
