@@ -201,6 +201,7 @@ def train(
     accelerator: Optional[str] = typer.Option(None, help="cpu, gpu or auto."),
     output_dir: Optional[str] = typer.Option(None, help="Override the config's output folder."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: all cores)."),
+    init_weights: Optional[str] = typer.Option(None, help="Start from these weights (e.g. the shipped model) instead of random ones."),
 ) -> None:
     """Train a network from a config with Lightning (CPU, one GPU or several)."""
     try:
@@ -219,6 +220,7 @@ def train(
             accelerator=accelerator,
             output_dir=output_dir,
             threads=threads,
+            init_weights=init_weights,
         )
     except XRayDenoiseError as exc:
         fail(str(exc))

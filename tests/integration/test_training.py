@@ -109,3 +109,40 @@ def test_bad_config_is_a_one_line_error(tmp_path):
     assert "unknown option" in result.stderr and "Traceback" not in result.stderr
     missing = run_cli("train", "--config", tmp_path / "nope.yaml")
     assert missing.returncode == 2 and "not found" in missing.stderr
+
+
+@pytest.mark.slow
+def test_training_from_earlier_weights_continues_them(tmp_path):
+    """init_weights: the second run starts where the first ended, and shipping joins both histories."""
+    first = tmp_path / "first"
+    assert run_cli("train", "--config", write_config(tmp_path, output_dir=str(first), max_epochs=1)).returncode == 0
+    from xraydenoise.training.ship import ship_run
+    from xraydenoise.weights import load_model
+
+    second = tmp_path / "second"
+    config = write_config(tmp_path, name="second", output_dir=str(second), max_epochs=1, optim={"lr": 0.0})
+    result = run_cli("train", "--config", config, "--init-weights", str(first / "model.safetensors"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    # At lr 0 the weights cannot move: equal tensors prove they were loaded, not re-drawn.
+    a, b = load_model(first / "model.safetensors"), load_model(second / "model.safetensors")
+    assert all((a.state_dict()[k] == v).all() for k, v in b.state_dict().items())
+    card = json.loads((second / "model.json").read_text())
+    assert card["training"]["initialised_from"]["steps"] == 3
+    assert card["training"]["total_steps"] == 6
+
+    shipped = ship_run(second, tmp_path / "pkg", "joined")
+    with shipped.with_name("joined.history.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows] == [3, 6] and [int(r["epoch"]) for r in rows] == [0, 1]
+
+
+@pytest.mark.slow
+def test_initial_weights_of_another_architecture_are_a_one_line_error(tmp_path):
+    first = tmp_path / "first"
+    assert run_cli("train", "--config", write_config(tmp_path, output_dir=str(first), max_epochs=1)).returncode == 0
+    other = write_config(tmp_path, name="other", output_dir=str(tmp_path / "other"),
+                         model={"options": {"base_channels": 8, "levels": 2}}, init_weights=str(first / "model.safetensors"))
+    result = run_cli("train", "--config", other)
+    assert result.returncode == 2
+    assert "init_weights" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

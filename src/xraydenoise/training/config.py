@@ -86,6 +86,10 @@ class TrainConfig:
     devices: Any = 1
     strategy: str = "auto"
     output_dir: str = "runs/unet"
+    # Start from these weights (safetensors + model card of the same architecture and options)
+    # instead of a random initialisation: fine-tuning the shipped model on one's own data, or
+    # continuing a finished run with a new schedule. Ignored when --resume finds a checkpoint.
+    init_weights: str | None = None
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "TrainConfig":

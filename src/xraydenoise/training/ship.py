@@ -8,11 +8,11 @@ back to float32 on load, and the outputs move by far less than one grey level.
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
 from ..weights import load_model, save_weights
+from .train import INIT_HISTORY, read_history, write_history
 
 
 def ship_run(run_dir: str | Path, dest_dir: str | Path, name: str, *, config: str | None = None) -> Path:
@@ -20,14 +20,45 @@ def ship_run(run_dir: str | Path, dest_dir: str | Path, name: str, *, config: st
     model = load_model(run_dir / "model.safetensors")
     card = dict(model.card)
     card["name"] = name
+    training = card.get("training", {})
+    earlier = training.get("initialised_from")
+    if earlier:  # totals over both runs (cards written before these fields existed lack them)
+        training.setdefault("total_steps", int(training.get("steps", 0)) + int(earlier.get("steps") or 0))
+        training.setdefault("total_seconds", round(float(training.get("seconds", 0)) + float(earlier.get("seconds") or 0), 1))
     if config:
         card["config"] = config
         card["command"] = f"xraydenoise train --config {config}"
     target = save_weights(model, dest_dir / f"{name}.safetensors", card, half=True)
     history = run_dir / "history.csv"
     if history.exists():
-        shutil.copyfile(history, dest_dir / f"{name}.history.csv")
+        write_history(dest_dir / f"{name}.history.csv", joined_history(run_dir))
     return target
+
+
+def joined_history(run_dir: Path) -> list[dict]:
+    """The run's history, after the history of the run it started from (``init_weights``), if any.
+
+    Steps, epochs and elapsed time of the later run are shifted to continue the earlier ones,
+    so one learning curve shows the whole training.
+    """
+    rows = read_history(run_dir / "history.csv")
+    earlier = run_dir / INIT_HISTORY
+    if not earlier.exists():
+        return rows
+    before = read_history(earlier)
+    if not before:
+        return rows
+    last = before[-1]
+    shifted = [
+        {
+            **row,
+            "epoch": int(row["epoch"]) + int(last["epoch"]) + 1,
+            "step": int(row["step"]) + int(last["step"]),
+            "elapsed_s": round(float(row["elapsed_s"]) + float(last["elapsed_s"]), 1),
+        }
+        for row in rows
+    ]
+    return before + shifted
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,8 @@ from .module import DenoiserModule
 
 log = logging.getLogger(__name__)
 
+#: The history of the run whose weights a run started from (``init_weights``), kept in its folder.
+INIT_HISTORY = "init_history.csv"
 HISTORY_COLUMNS = ["epoch", "step", "train_loss", "val_loss", "val_psnr", "val_ssim", "lr", "elapsed_s"]
 
 
@@ -165,6 +167,11 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     val_loader = DataLoader(val_set, batch_size=16, shuffle=False, num_workers=0)
 
     module = DenoiserModule(cfg.to_dict())
+    last = run_dir / "checkpoints" / "last.ckpt"
+    ckpt_path = str(last) if resume and last.exists() else None
+    if resume and ckpt_path is None:
+        log.warning("no checkpoint in %s: starting from scratch", last.parent)
+    initialised_from = _initialise(module, cfg) if cfg.init_weights else None
     precision = lightning_precision(cfg.precision, cfg.accelerator)
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_loss", mode="min", save_last=True, save_top_k=1)
     history = History(run_dir)
@@ -195,10 +202,6 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         deterministic=False,
         use_distributed_sampler=True,
     )
-    last = run_dir / "checkpoints" / "last.ckpt"
-    ckpt_path = str(last) if resume and last.exists() else None
-    if resume and ckpt_path is None:
-        log.warning("no checkpoint in %s: starting from scratch", last.parent)
     if trainer.is_global_zero:
         print(f"training {cfg.name}: {cfg.model.name} {cfg.model.options}, precision {precision}, "
               f"{len(train_records)} train / {len(val_records)} val images, machine {machine_description()}", flush=True)
@@ -244,9 +247,34 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
             },
             "validation": {k: float(best_row[k]) for k in ("val_loss", "val_psnr", "val_ssim")} if best_row else {},
         }
+        if initialised_from:
+            card["training"]["initialised_from"] = initialised_from
+            card["training"]["total_steps"] = trainer.global_step + int(initialised_from["steps"] or 0)
+            card["training"]["total_seconds"] = round(history.elapsed() + float(initialised_from["seconds"] or 0), 1)
         save_weights(module.model, weights, card)
         print(f"weights written to {weights}", flush=True)
     return weights
+
+
+def _initialise(module: DenoiserModule, cfg: TrainConfig) -> dict:
+    """Load ``cfg.init_weights`` into the module's network; returns what the card records about them."""
+    from ..weights import read_card, load_state
+
+    path = Path(cfg.init_weights)
+    card = read_card(path)
+    if card.get("architecture") != cfg.model.name or card.get("options") != cfg.model.options:
+        raise ConfigError(
+            f"init_weights {path}: made for {card.get('architecture')} {card.get('options')}, "
+            f"not the config's {cfg.model.name} {cfg.model.options}"
+        )
+    module.model.load_state_dict({k: v.float() for k, v in load_state(path).items()}, strict=True)
+    # Keep the earlier run's history beside this one, so the shipped learning curve shows both.
+    for earlier in (path.with_name(path.stem + ".history.csv"), path.parent / "history.csv"):
+        if earlier.is_file() and earlier.resolve() != (Path(cfg.output_dir) / "history.csv").resolve():
+            write_history(Path(cfg.output_dir) / INIT_HISTORY, read_history(earlier))
+            break
+    previous = card.get("training", {})
+    return {"weights": path.name, "steps": previous.get("steps"), "seconds": previous.get("seconds")}
 
 
 def run_config(path: str | Path, *, resume: bool = False, **overrides) -> Path:
