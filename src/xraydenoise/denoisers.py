@@ -6,7 +6,9 @@ and the report all treat them the same way, and adding a method is adding one en
 Names:
 * ``gaussian``, ``median``, ``wavelet``, ``tv``, ``nlm``, ``bm3d``: classical filters;
 * ``network`` (the shipped pretrained model, the default), or any ``*.safetensors`` / ``*.onnx``
-  path: a network.
+  path: a network;
+* ``network-x8``: the shipped model averaged over the 8 rotations and flips of the image
+  (geometric self-ensemble): 8x the time for a slightly lower error.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from .inference import DEFAULT_OVERLAP, OnnxBackend, TorchBackend, choose_tile_s
 
 Denoiser = Callable[[np.ndarray, "float | None"], np.ndarray]
 
-NETWORK_ALIASES = {"network": None}  # None: the shipped weights
+NETWORK_ALIASES = {"network": None, "network-x8": None}  # None: the shipped weights
+NETWORK_ALIAS_OPTIONS = {"network-x8": {"ensemble": True}}
 
 
 class NetworkDenoiser:
@@ -33,6 +36,7 @@ class NetworkDenoiser:
     backend : ``"torch"`` or ``"onnxruntime"``. With ``.onnx`` weights the backend is ONNX Runtime.
     tile : tile side in pixels; None chooses it from the image and the free memory.
     fast : PyTorch only: bf16 autocast and channels-last where the CPU has bf16 instructions.
+    ensemble : average the outputs for the 8 rotations and flips of the image (8x the time).
 
     Examples
     --------
@@ -50,6 +54,7 @@ class NetworkDenoiser:
         overlap: int = DEFAULT_OVERLAP,
         threads: int | None = None,
         fast: bool = False,
+        ensemble: bool = False,
     ) -> None:
         if weights is not None and Path(weights).suffix.lower() == ".onnx":
             backend = "onnxruntime"
@@ -82,6 +87,7 @@ class NetworkDenoiser:
             raise ConfigError(f"unknown backend {backend!r}; use torch or onnxruntime")
         self.tile = tile
         self.overlap = overlap
+        self.ensemble = ensemble
         self.name = str(self.card.get("name", "network"))
 
     @property
@@ -91,8 +97,19 @@ class NetworkDenoiser:
     def _run(self, image: np.ndarray, noise_map: np.ndarray | None) -> np.ndarray:
         height, width = image.shape
         tile = self.tile or choose_tile_size(height, width)
-        out = tile_inference(self.backend.run, image, noise_map=noise_map, tile=tile, overlap=self.overlap)
-        return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
+        if not self.ensemble:
+            out = tile_inference(self.backend.run, image, noise_map=noise_map, tile=tile, overlap=self.overlap)
+            return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
+        # Self-ensemble: the network is not exactly rotation/flip equivariant, so its errors on
+        # the 8 transformed copies are partly independent and their mean is closer to the truth.
+        out = np.zeros((height, width), dtype=np.float64)
+        for turns in range(4):
+            for flip in (False, True):
+                forward = lambda a: None if a is None else np.ascontiguousarray(np.rot90(a[:, ::-1] if flip else a, turns))  # noqa: E731
+                result = tile_inference(self.backend.run, forward(image), noise_map=forward(noise_map), tile=tile, overlap=self.overlap)
+                result = np.rot90(result, -turns)
+                out += result[:, ::-1] if flip else result
+        return np.clip(out / 8, 0.0, 1.0).astype(np.float32)
 
     def __call__(self, image: np.ndarray, sigma: float | None = None) -> np.ndarray:
         image = np.asarray(image, dtype=np.float32)
@@ -131,6 +148,7 @@ def get_denoiser(name: str, **network_options) -> Denoiser:
     """Look a method up by name; networks are loaded once and reused."""
     if is_network(name):
         weights = NETWORK_ALIASES.get(name, name)
+        network_options = {**NETWORK_ALIAS_OPTIONS.get(name, {}), **network_options}
         key = (weights, tuple(sorted(network_options.items())))
         if key not in _NETWORK_CACHE:
             _NETWORK_CACHE[key] = NetworkDenoiser(weights, **network_options)

@@ -28,7 +28,7 @@ from typing import Iterable
 import numpy as np
 
 from ..data import GROUP_COLUMNS, Record
-from ..denoisers import denoise_with_noise, is_network
+from ..denoisers import NETWORK_ALIAS_OPTIONS, NETWORK_ALIASES, denoise_with_noise, is_network
 from ..io import load_image
 from ..metrics import psnr, ssim
 from ..noise import NoiseModel, parse_noise
@@ -71,7 +71,7 @@ class Method:
         if is_network(self.spec):
             from ..weights import shipped_weights
 
-            path = shipped_weights() if self.spec == "network" else Path(self.spec)
+            path = shipped_weights() if self.spec in NETWORK_ALIASES else Path(self.spec)
             digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else "missing"
             return f"{self.label}:{digest}"
         return self.label
@@ -83,10 +83,9 @@ def method_from_spec(spec: str) -> Method:
     if is_network(spec):
         from ..weights import read_card, shipped_weights
 
-        path = shipped_weights() if spec == "network" else Path(spec)
-        if path.suffix == ".safetensors":
-            return Method(spec, str(read_card(path).get("name", path.stem)))
-        return Method(spec, path.stem)
+        path = shipped_weights() if spec in NETWORK_ALIASES else Path(spec)
+        name = str(read_card(path).get("name", path.stem)) if path.suffix == ".safetensors" else path.stem
+        return Method(spec, name + ("-x8" if NETWORK_ALIAS_OPTIONS.get(spec, {}).get("ensemble") else ""))
     from ..classical import get_classical
 
     get_classical(spec)  # unknown names fail here, before any work
