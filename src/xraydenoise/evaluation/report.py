@@ -407,7 +407,9 @@ def render(plan, rows, res_rows, loio_rows, timings, cards, main_methods, levels
         if label.startswith("loio-"):
             continue
         tr = card.get("training", {})
-        cost.append([label, f"{card.get('parameters', 0) / 1e6:.2f} M", tr.get("steps", ""), f"{tr.get('seconds', 0) / 60:.1f} min", tr.get("machine", ""), f"{timings.get(label, float('nan')):.2f} s"])
+        # A model trained in stages (init_weights) reports the total over all of them.
+        steps, seconds = tr.get("total_steps", tr.get("steps", "")), tr.get("total_seconds", tr.get("seconds", 0))
+        cost.append([label, f"{card.get('parameters', 0) / 1e6:.2f} M", steps, f"{seconds / 60:.1f} min", tr.get("machine", ""), f"{timings.get(label, float('nan')):.2f} s"])
     if ensemble_m:
         cost.append([ensemble_m.label, f"(as {shipped_m.label})", "-", "-", "-", f"{timings.get(ensemble_m.label, float('nan')):.2f} s"])
     for method in CLASSICAL:

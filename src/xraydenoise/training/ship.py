@@ -1,6 +1,9 @@
 """Package a finished training run: weights in float16 safetensors, its model card and history.
 
-    python -m xraydenoise.training.ship RUN_DIR DEST_DIR NAME
+    python -m xraydenoise.training.ship RUN_DIR DEST_DIR NAME [CONFIG ...]
+
+CONFIG: the config(s) that made the run, in order (several when it started from the weights
+of an earlier run); the card records them and the commands that reproduce the model.
 
 float16 halves the file (the shipped U-Net is 4.5 MB instead of 9 MB); weights are converted
 back to float32 on load, and the outputs move by far less than one grey level.
@@ -15,7 +18,7 @@ from ..weights import load_model, save_weights
 from .train import INIT_HISTORY, read_history, write_history
 
 
-def ship_run(run_dir: str | Path, dest_dir: str | Path, name: str, *, config: str | None = None) -> Path:
+def ship_run(run_dir: str | Path, dest_dir: str | Path, name: str, *, config: str | list[str] | None = None) -> Path:
     run_dir, dest_dir = Path(run_dir), Path(dest_dir)
     model = load_model(run_dir / "model.safetensors")
     card = dict(model.card)
@@ -26,8 +29,9 @@ def ship_run(run_dir: str | Path, dest_dir: str | Path, name: str, *, config: st
         training.setdefault("total_steps", int(training.get("steps", 0)) + int(earlier.get("steps") or 0))
         training.setdefault("total_seconds", round(float(training.get("seconds", 0)) + float(earlier.get("seconds") or 0), 1))
     if config:
-        card["config"] = config
-        card["command"] = f"xraydenoise train --config {config}"
+        configs = [config] if isinstance(config, str) else list(config)
+        card["config"] = configs[-1] if len(configs) == 1 else configs
+        card["command"] = " && ".join(f"xraydenoise train --config {c}" for c in configs)
     target = save_weights(model, dest_dir / f"{name}.safetensors", card, half=True)
     history = run_dir / "history.csv"
     if history.exists():
@@ -63,10 +67,10 @@ def joined_history(run_dir: Path) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) not in (3, 4):
-        print("usage: python -m xraydenoise.training.ship RUN_DIR DEST_DIR NAME [CONFIG]", file=sys.stderr)
+    if len(args) < 3:
+        print("usage: python -m xraydenoise.training.ship RUN_DIR DEST_DIR NAME [CONFIG ...]", file=sys.stderr)
         return 2
-    print(ship_run(*args[:3], config=args[3] if len(args) == 4 else None))
+    print(ship_run(*args[:3], config=args[3:] or None))
     return 0
 
 

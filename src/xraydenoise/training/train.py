@@ -274,7 +274,7 @@ def _initialise(module: DenoiserModule, cfg: TrainConfig) -> dict:
             write_history(Path(cfg.output_dir) / INIT_HISTORY, read_history(earlier))
             break
     previous = card.get("training", {})
-    return {"weights": path.name, "steps": previous.get("steps"), "seconds": previous.get("seconds")}
+    return {"weights": str(cfg.init_weights), "steps": previous.get("steps"), "seconds": previous.get("seconds")}
 
 
 def run_config(path: str | Path, *, resume: bool = False, **overrides) -> Path:
