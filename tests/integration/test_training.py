@@ -130,10 +130,17 @@ def test_training_from_earlier_weights_continues_them(tmp_path):
     assert card["training"]["initialised_from"]["steps"] == 3
     assert card["training"]["total_steps"] == 6
 
-    shipped = ship_run(second, tmp_path / "pkg", "joined")
+    # A third stage counts all three: the history it keeps is the first two, joined.
+    third = tmp_path / "third"
+    config = write_config(tmp_path, name="third", output_dir=str(third), max_epochs=1, init_weights=str(second / "model.safetensors"))
+    assert run_cli("train", "--config", config).returncode == 0
+    assert json.loads((third / "model.json").read_text())["training"]["total_steps"] == 9
+
+    shipped = ship_run(third, tmp_path / "pkg", "joined")
     with shipped.with_name("joined.history.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    assert [int(r["step"]) for r in rows] == [3, 6] and [int(r["epoch"]) for r in rows] == [0, 1]
+    assert [int(r["step"]) for r in rows] == [3, 6, 9] and [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert json.loads(shipped.with_suffix(".json").read_text())["training"]["total_steps"] == 9
 
 
 @pytest.mark.slow

@@ -177,7 +177,8 @@ def paired_table(rows: list[dict], net: str, ref: str, levels: list[str]) -> str
     for level in levels:
         p = paired(rows, net, ref, level)
         if p:
-            lines.append([level, p["n"], f"{p['psnr_diff']:+.2f}", f"{100 * p['psnr_win']:.0f}%", _p(p["psnr_p"]), f"{p['ssim_diff']:+.4f}", f"{100 * p['ssim_win']:.0f}%", _p(p["ssim_p"])])
+            lines.append([level, p["n"], f"{p['psnr_diff']:+.3f}", f"{100 * p['psnr_win']:.0f}%", _p(p["psnr_p"]), f"{p['ssim_diff']:+.4f}", f"{100 * p['ssim_win']:.0f}%", _p(p["ssim_p"])])
+    # Three decimals: targets such as "0.5 dB above BM3D" must not be met by rounding.
     return markdown_table(["noise", "n", "ΔPSNR (dB)", "PSNR win rate", "Wilcoxon p", "ΔSSIM", "SSIM win rate", "Wilcoxon p"], lines)
 
 

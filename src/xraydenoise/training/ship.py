@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from ..weights import load_model, save_weights
-from .train import INIT_HISTORY, read_history, write_history
+from .train import joined_history, write_history
 
 
 def ship_run(run_dir: str | Path, dest_dir: str | Path, name: str, *, config: str | list[str] | None = None) -> Path:
@@ -25,44 +25,18 @@ def ship_run(run_dir: str | Path, dest_dir: str | Path, name: str, *, config: st
     card["name"] = name
     training = card.get("training", {})
     earlier = training.get("initialised_from")
-    if earlier:  # totals over both runs (cards written before these fields existed lack them)
-        training.setdefault("total_steps", int(training.get("steps", 0)) + int(earlier.get("steps") or 0))
-        training.setdefault("total_seconds", round(float(training.get("seconds", 0)) + float(earlier.get("seconds") or 0), 1))
+    history = joined_history(run_dir) if (run_dir / "history.csv").exists() else []
+    if earlier and history:  # totals over every stage, from the joined history
+        training["total_steps"] = int(history[-1]["step"])
+        training["total_seconds"] = float(history[-1]["elapsed_s"])
     if config:
         configs = [config] if isinstance(config, str) else list(config)
         card["config"] = configs[-1] if len(configs) == 1 else configs
         card["command"] = " && ".join(f"xraydenoise train --config {c}" for c in configs)
     target = save_weights(model, dest_dir / f"{name}.safetensors", card, half=True)
-    history = run_dir / "history.csv"
-    if history.exists():
-        write_history(dest_dir / f"{name}.history.csv", joined_history(run_dir))
+    if history:
+        write_history(dest_dir / f"{name}.history.csv", history)
     return target
-
-
-def joined_history(run_dir: Path) -> list[dict]:
-    """The run's history, after the history of the run it started from (``init_weights``), if any.
-
-    Steps, epochs and elapsed time of the later run are shifted to continue the earlier ones,
-    so one learning curve shows the whole training.
-    """
-    rows = read_history(run_dir / "history.csv")
-    earlier = run_dir / INIT_HISTORY
-    if not earlier.exists():
-        return rows
-    before = read_history(earlier)
-    if not before:
-        return rows
-    last = before[-1]
-    shifted = [
-        {
-            **row,
-            "epoch": int(row["epoch"]) + int(last["epoch"]) + 1,
-            "step": int(row["step"]) + int(last["step"]),
-            "elapsed_s": round(float(row["elapsed_s"]) + float(last["elapsed_s"]), 1),
-        }
-        for row in rows
-    ]
-    return before + shifted
 
 
 def main(argv: list[str] | None = None) -> int:

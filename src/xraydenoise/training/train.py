@@ -256,6 +256,32 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     return weights
 
 
+def joined_history(run_dir: Path) -> list[dict]:
+    """The run's history, after the history of the run it started from (``init_weights``), if any.
+
+    Steps, epochs and elapsed time of the later run are shifted to continue the earlier ones,
+    so one learning curve shows the whole training.
+    """
+    rows = read_history(run_dir / "history.csv")
+    earlier = run_dir / INIT_HISTORY
+    if not earlier.exists():
+        return rows
+    before = read_history(earlier)
+    if not before:
+        return rows
+    last = before[-1]
+    shifted = [
+        {
+            **row,
+            "epoch": int(row["epoch"]) + int(last["epoch"]) + 1,
+            "step": int(row["step"]) + int(last["step"]),
+            "elapsed_s": round(float(row["elapsed_s"]) + float(last["elapsed_s"]), 1),
+        }
+        for row in rows
+    ]
+    return before + shifted
+
+
 def _initialise(module: DenoiserModule, cfg: TrainConfig) -> dict:
     """Load ``cfg.init_weights`` into the module's network; returns what the card records about them."""
     from ..weights import read_card, load_state
@@ -268,13 +294,17 @@ def _initialise(module: DenoiserModule, cfg: TrainConfig) -> dict:
             f"not the config's {cfg.model.name} {cfg.model.options}"
         )
     module.model.load_state_dict({k: v.float() for k, v in load_state(path).items()}, strict=True)
-    # Keep the earlier run's history beside this one, so the shipped learning curve shows both.
-    for earlier in (path.with_name(path.stem + ".history.csv"), path.parent / "history.csv"):
-        if earlier.is_file() and earlier.resolve() != (Path(cfg.output_dir) / "history.csv").resolve():
-            write_history(Path(cfg.output_dir) / INIT_HISTORY, read_history(earlier))
-            break
+    # Keep the earlier run's history beside this one, so the shipped learning curve shows both
+    # (all of it, when the earlier run itself started from another).
+    shipped_history = path.with_name(path.stem + ".history.csv")
+    if shipped_history.is_file():
+        write_history(Path(cfg.output_dir) / INIT_HISTORY, read_history(shipped_history))
+    elif (path.parent / "history.csv").is_file() and path.parent.resolve() != Path(cfg.output_dir).resolve():
+        write_history(Path(cfg.output_dir) / INIT_HISTORY, joined_history(path.parent))
     previous = card.get("training", {})
-    return {"weights": str(cfg.init_weights), "steps": previous.get("steps"), "seconds": previous.get("seconds")}
+    # Totals, when the earlier weights were themselves trained from others.
+    steps, seconds = previous.get("total_steps", previous.get("steps")), previous.get("total_seconds", previous.get("seconds"))
+    return {"weights": str(cfg.init_weights), "steps": steps, "seconds": seconds}
 
 
 def run_config(path: str | Path, *, resume: bool = False, **overrides) -> Path:
