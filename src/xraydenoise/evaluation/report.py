@@ -23,7 +23,7 @@ from ..models import FAMILY
 from ..noise import GaussianNoise, parse_noise
 from ..settings import PROJECT_ROOT, data_dir
 from ..weights import read_card, shipped_weights
-from .runner import NOISY, Method, ScoreCache, default_cache, evaluate, noise_seed, prepare_image, summarise, write_rows
+from .runner import NOISY, Method, ScoreCache, default_cache, evaluate, method_from_spec, noise_seed, prepare_image, summarise, write_rows
 from .tables import fmt_mean_std, markdown_table
 
 CLASSICAL = ("gaussian", "median", "wavelet", "tv", "nlm", "bm3d")
@@ -253,7 +253,7 @@ def build_report(out_dir: Path, *, quick: bool = False) -> Path:
     all_methods = [noisy_m] + classical + [shipped_m] + net_methods
     rows = evaluate(records, all_methods, plan.levels, size=plan.size, seed=plan.seed, cache=cache, description="Tables 1-4, 7-9")
     # The shipped model's opt-in geometric self-ensemble (8x the time), at the headline levels.
-    ensemble_m = Method("network-x8", f"{SHIPPED}-x8") if shipped == shipped_weights() else None
+    ensemble_m = method_from_spec("network-x8") if shipped == shipped_weights() else None
     if ensemble_m:
         rows += evaluate(records, [ensemble_m], plan.levels, size=plan.size, seed=plan.seed, cache=cache, description="Table 3: self-ensemble")
     default = parse_noise(plan.default_level).label
@@ -326,7 +326,7 @@ def record_test_scores(weights: Path, rows: list[dict], plan: Plan) -> None:
     from ..weights import card_path
 
     card = read_card(weights)
-    scores = headline([r for r in rows if r["method"] in (SHIPPED, f"{SHIPPED}-x8", "bm3d")], [parse_noise(lv).label for lv in plan.levels])
+    scores = headline([r for r in rows if r["method"] in (SHIPPED, method_from_spec("network-x8").label, "bm3d")], [parse_noise(lv).label for lv in plan.levels])
     card["test"] = {
         "protocol": f"{plan.split} split, long side <= {plan.size} px, blind network vs BM3D given the true noise level; "
         "mean PSNR (dB) / SSIM from scikit-image; regenerate with `xraydenoise report`",
