@@ -153,3 +153,28 @@ def test_initial_weights_of_another_architecture_are_a_one_line_error(tmp_path):
     assert result.returncode == 2
     assert "init_weights" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_deeper_rdn_can_start_from_a_trained_shallower_one(tmp_path):
+    """init_weights into more RDN blocks: at lr 0 the grown network denoises exactly as before."""
+    import torch
+
+    from xraydenoise.weights import load_model
+
+    options = {"channels": 8, "blocks": 1, "layers_per_block": 2, "growth": 4}
+    first = tmp_path / "first"
+    config = write_config(tmp_path, output_dir=str(first), max_epochs=1, model={"name": "rdn", "options": options})
+    assert run_cli("train", "--config", config).returncode == 0
+    grown = tmp_path / "grown"
+    config = write_config(tmp_path, name="grown", output_dir=str(grown), max_epochs=1, optim={"lr": 0.0},
+                          model={"name": "rdn", "options": dict(options, blocks=3)}, init_weights=str(first / "model.safetensors"))
+    result = run_cli("train", "--config", config)
+    assert result.returncode == 0, result.stderr[-2000:]
+    small, big = load_model(first / "model.safetensors"), load_model(grown / "model.safetensors")
+    assert len(big.core.blocks) == 3
+    x = torch.rand(1, 1, 45, 61)
+    with torch.no_grad():
+        torch.testing.assert_close(big(x), small(x), rtol=0, atol=1e-6)
+    card = json.loads((grown / "model.json").read_text())
+    assert card["training"]["initialised_from"]["options"]["blocks"] == 1

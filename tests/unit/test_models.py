@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from xraydenoise.errors import ConfigError
-from xraydenoise.models import count_parameters, create_model, list_models
+from xraydenoise.models import count_parameters, create_model, grow_state, list_models
 
 SMALL = {"unet": {"base_channels": 8, "levels": 3}, "dncnn": {"depth": 5, "channels": 8}, "rdn": {"channels": 8, "blocks": 2, "layers_per_block": 2, "growth": 4}}
 
@@ -51,3 +51,36 @@ def test_unknown_model_and_option_give_config_errors():
         create_model("vgg")
     with pytest.raises(ConfigError, match="bad options"):
         create_model("unet", widht=3)
+
+
+def test_a_grown_rdn_computes_what_the_trained_one_did_and_then_learns():
+    torch.manual_seed(0)
+    small_options = SMALL["rdn"]
+    big_options = dict(small_options, blocks=4)
+    small = create_model("rdn", **small_options)
+    for p in small.parameters():  # trained-looking weights: no zero biases to hide a mix-up
+        torch.nn.init.normal_(p, std=0.1)
+    big = create_model("rdn", **big_options)
+    big.load_state_dict(grow_state("rdn", small.state_dict(), big.state_dict(), small_options, big_options))
+    x = torch.rand(1, 1, 37, 53)
+    with torch.no_grad():
+        assert torch.equal(big(x), small(x))
+    assert count_parameters(big) > count_parameters(small)
+    # The new blocks must not be dead ends: after one step they change the output.
+    optimizer = torch.optim.SGD(big.parameters(), lr=0.1)
+    for _ in range(2):
+        optimizer.zero_grad()
+        (big(x) - x * 0.5).square().mean().backward()
+        optimizer.step()
+    assert big.core.blocks[3].fuse.weight.abs().sum() > 0
+
+
+def test_only_depth_of_an_rdn_can_grow():
+    small_options = SMALL["rdn"]
+    small = create_model("rdn", **small_options)
+    wider = dict(small_options, channels=16)
+    with pytest.raises(ConfigError, match="only be grown in depth"):
+        grow_state("rdn", small.state_dict(), create_model("rdn", **wider).state_dict(), small_options, wider)
+    unet = create_model("unet", **SMALL["unet"])
+    with pytest.raises(ConfigError, match="cannot start from weights"):
+        grow_state("unet", unet.state_dict(), unet.state_dict(), SMALL["unet"], dict(SMALL["unet"], levels=2))

@@ -38,5 +38,20 @@ def create_model(name: str, **options):
         raise ConfigError(f"bad options for model {name!r}: {exc}") from None
 
 
+def grow_state(name: str, old_state: dict, new_state: dict, old_options: dict, new_options: dict) -> dict:
+    """Weights of a trained ``name`` model mapped into a larger one that computes the same output.
+
+    ``new_state`` is the larger model's freshly initialised state. Families that can grow define
+    ``grow_state`` in their file; for the others this is a one-line ConfigError.
+    """
+    import importlib
+
+    _factory(name)
+    module = importlib.import_module(_REGISTRY[name].split(":")[0])
+    if not hasattr(module, "grow_state"):
+        raise ConfigError(f"model {name!r} cannot start from weights with other options ({old_options} -> {new_options})")
+    return module.grow_state(old_state, new_state, old_options, new_options)
+
+
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())

@@ -75,3 +75,35 @@ class RDNCore(nn.Module):
 def rdn(**options) -> SizeAgnostic:
     core = RDNCore(**options)
     return SizeAgnostic(core, core.unshuffle)
+
+
+def grow_state(old_state: dict, new_state: dict, old_options: dict, new_options: dict) -> dict:
+    """Weights for a deeper RDN that computes exactly what the shallower ``old_state`` computed.
+
+    Only ``blocks`` may grow; every other option must match. The new blocks are appended after
+    the old ones with their 1x1 fusion zeroed, so each passes its input through unchanged (its
+    local residual), and global feature fusion gets zero weights for their outputs. Training then
+    starts from the trained network's output instead of from scratch; the new blocks' dense
+    layers keep the fresh initialisation in ``new_state`` so they have gradients to learn from.
+    """
+    from ..errors import ConfigError
+
+    other_old = {k: v for k, v in old_options.items() if k != "blocks"}
+    other_new = {k: v for k, v in new_options.items() if k != "blocks"}
+    old_blocks = old_options.get("blocks", 4)
+    new_blocks = new_options.get("blocks", 4)
+    if other_old != other_new or new_blocks < old_blocks:
+        raise ConfigError(f"an rdn can only be grown in depth: {old_options} -> {new_options}")
+    channels = new_options.get("channels", 32)
+    grown = {k: v.clone() for k, v in new_state.items()}
+    for key, value in old_state.items():
+        if key.endswith("global_fuse.0.weight"):
+            grown[key].zero_()
+            grown[key][:, : old_blocks * channels] = value
+        else:
+            grown[key] = value.clone()
+    for index in range(old_blocks, new_blocks):
+        for key in grown:
+            if f"blocks.{index}.fuse." in key:
+                grown[key].zero_()
+    return grown

@@ -288,12 +288,23 @@ def _initialise(module: DenoiserModule, cfg: TrainConfig) -> dict:
 
     path = Path(cfg.init_weights)
     card = read_card(path)
-    if card.get("architecture") != cfg.model.name or card.get("options") != cfg.model.options:
+    if card.get("architecture") != cfg.model.name:
         raise ConfigError(
             f"init_weights {path}: made for {card.get('architecture')} {card.get('options')}, "
             f"not the config's {cfg.model.name} {cfg.model.options}"
         )
-    module.model.load_state_dict({k: v.float() for k, v in load_state(path).items()}, strict=True)
+    state = {k: v.float() for k, v in load_state(path).items()}
+    grown = card.get("options") != cfg.model.options
+    if grown:
+        # A larger model of the same family (e.g. an RDN with more blocks) starts from one that
+        # computes exactly what the trained one did; families that cannot grow say so in one line.
+        from ..models import grow_state
+
+        try:
+            state = grow_state(cfg.model.name, state, module.model.state_dict(), card.get("options") or {}, cfg.model.options)
+        except ConfigError as exc:
+            raise ConfigError(f"init_weights {path}: {exc}") from None
+    module.model.load_state_dict(state, strict=True)
     # Keep the earlier run's history beside this one, so the shipped learning curve shows both
     # (all of it, when the earlier run itself started from another).
     shipped_history = path.with_name(path.stem + ".history.csv")
@@ -302,9 +313,16 @@ def _initialise(module: DenoiserModule, cfg: TrainConfig) -> dict:
     elif (path.parent / "history.csv").is_file() and path.parent.resolve() != Path(cfg.output_dir).resolve():
         write_history(Path(cfg.output_dir) / INIT_HISTORY, joined_history(path.parent))
     previous = card.get("training", {})
-    # Totals, when the earlier weights were themselves trained from others.
+    # Totals, when the earlier weights were themselves trained from others: the kept history
+    # counts every stage (a run's own card only knows the stage before it).
     steps, seconds = previous.get("total_steps", previous.get("steps")), previous.get("total_seconds", previous.get("seconds"))
-    return {"weights": str(cfg.init_weights), "steps": steps, "seconds": seconds}
+    kept = Path(cfg.output_dir) / INIT_HISTORY
+    if kept.is_file() and (rows := read_history(kept)):
+        steps, seconds = int(rows[-1]["step"]), float(rows[-1]["elapsed_s"])
+    started = {"weights": str(cfg.init_weights), "steps": steps, "seconds": seconds}
+    if grown:
+        started["options"] = card.get("options")
+    return started
 
 
 def run_config(path: str | Path, *, resume: bool = False, **overrides) -> Path:
