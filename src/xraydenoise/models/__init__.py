@@ -21,13 +21,17 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _factory(name: str) -> Callable:
+def _family(name: str):
+    """The module of one model family (its file), imported on first use."""
     if name not in _REGISTRY:
         raise ConfigError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
     import importlib
 
-    module, attr = _REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module), attr)
+    return importlib.import_module(_REGISTRY[name].split(":")[0])
+
+
+def _factory(name: str) -> Callable:
+    return getattr(_family(name), _REGISTRY[name].split(":")[1])
 
 
 def create_model(name: str, **options):
@@ -44,10 +48,7 @@ def grow_state(name: str, old_state: dict, new_state: dict, old_options: dict, n
     ``new_state`` is the larger model's freshly initialised state. Families that can grow define
     ``grow_state`` in their file; for the others this is a one-line ConfigError.
     """
-    import importlib
-
-    _factory(name)
-    module = importlib.import_module(_REGISTRY[name].split(":")[0])
+    module = _family(name)
     if not hasattr(module, "grow_state"):
         raise ConfigError(f"model {name!r} cannot start from weights with other options ({old_options} -> {new_options})")
     return module.grow_state(old_state, new_state, old_options, new_options)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from .blocks import SizeAgnostic, conv3x3
 
 
@@ -86,8 +87,6 @@ def grow_state(old_state: dict, new_state: dict, old_options: dict, new_options:
     starts from the trained network's output instead of from scratch; the new blocks' dense
     layers keep the fresh initialisation in ``new_state`` so they have gradients to learn from.
     """
-    from ..errors import ConfigError
-
     other_old = {k: v for k, v in old_options.items() if k != "blocks"}
     other_new = {k: v for k, v in new_options.items() if k != "blocks"}
     old_blocks = old_options.get("blocks", 4)
