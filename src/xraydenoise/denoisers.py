@@ -27,6 +27,11 @@ NETWORK_ALIASES = {"network": None, "network-x8": None}  # None: the shipped wei
 NETWORK_ALIAS_OPTIONS = {"network-x8": {"ensemble": True}}
 
 
+def _dihedral(array: np.ndarray, turns: int, flip: bool) -> np.ndarray:
+    """``array`` mirrored left-right (if ``flip``), then turned by ``turns`` quarter turns."""
+    return np.ascontiguousarray(np.rot90(array[:, ::-1] if flip else array, turns))
+
+
 class NetworkDenoiser:
     """A trained network with the common denoiser signature, tiled for any image size.
 
@@ -105,8 +110,9 @@ class NetworkDenoiser:
         out = np.zeros((height, width), dtype=np.float64)
         for turns in range(4):
             for flip in (False, True):
-                forward = lambda a: None if a is None else np.ascontiguousarray(np.rot90(a[:, ::-1] if flip else a, turns))  # noqa: E731
-                result = tile_inference(self.backend.run, forward(image), noise_map=forward(noise_map), tile=tile, overlap=self.overlap)
+                transformed = _dihedral(image, turns, flip)
+                transformed_map = None if noise_map is None else _dihedral(noise_map, turns, flip)
+                result = tile_inference(self.backend.run, transformed, noise_map=transformed_map, tile=tile, overlap=self.overlap)
                 result = np.rot90(result, -turns)
                 out += result[:, ::-1] if flip else result
         return np.clip(out / 8, 0.0, 1.0).astype(np.float32)

@@ -308,17 +308,18 @@ def _initialise(module: DenoiserModule, cfg: TrainConfig) -> dict:
     # Keep the earlier run's history beside this one, so the shipped learning curve shows both
     # (all of it, when the earlier run itself started from another).
     shipped_history = path.with_name(path.stem + ".history.csv")
+    earlier_rows: list[dict] = []
     if shipped_history.is_file():
-        write_history(Path(cfg.output_dir) / INIT_HISTORY, read_history(shipped_history))
+        earlier_rows = read_history(shipped_history)
     elif (path.parent / "history.csv").is_file() and path.parent.resolve() != Path(cfg.output_dir).resolve():
-        write_history(Path(cfg.output_dir) / INIT_HISTORY, joined_history(path.parent))
+        earlier_rows = joined_history(path.parent)
     previous = card.get("training", {})
-    # Totals, when the earlier weights were themselves trained from others: the kept history
-    # counts every stage (a run's own card only knows the stage before it).
-    steps, seconds = previous.get("total_steps", previous.get("steps")), previous.get("total_seconds", previous.get("seconds"))
-    kept = Path(cfg.output_dir) / INIT_HISTORY
-    if kept.is_file() and (rows := read_history(kept)):
-        steps, seconds = int(rows[-1]["step"]), float(rows[-1]["elapsed_s"])
+    if earlier_rows:
+        write_history(Path(cfg.output_dir) / INIT_HISTORY, earlier_rows)
+        # That history counts every earlier stage; a run's own card only knows the stage before it.
+        steps, seconds = int(earlier_rows[-1]["step"]), float(earlier_rows[-1]["elapsed_s"])
+    else:
+        steps, seconds = previous.get("total_steps", previous.get("steps")), previous.get("total_seconds", previous.get("seconds"))
     started = {"weights": str(cfg.init_weights), "steps": steps, "seconds": seconds}
     if grown:
         started["options"] = card.get("options")
