@@ -6,6 +6,7 @@ import csv
 import io
 import os
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
@@ -23,7 +24,9 @@ from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    JPEG2000Lossless,
     JPEGBaseline8Bit,
+    JPEGLSLossless,
     RLELossless,
     SecondaryCaptureImageStorage,
     generate_uid,
@@ -32,6 +35,7 @@ from pydicom.uid import (
 from xraydenoise import settings as xsettings
 from xraydenoise.errors import ImageReadError, ImageWriteError
 from xraydenoise.io import SUPPORTED_SUFFIXES, Image, is_supported_path, load_image, save_image
+from xraydenoise.io.dicom import dicomdir_referenced_files, is_dicom_file, is_dicomdir, output_transfer_syntax
 
 RNG = np.random.default_rng(1234)
 DX_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
@@ -677,19 +681,47 @@ def test_uid_named_dicom_without_suffix_loads(tmp_path):
     np.testing.assert_array_equal(load_image(path).pixels, stored)
 
 
-def test_rle_compressed_input_is_written_uncompressed(tmp_path):
+@pytest.mark.parametrize("syntax", [RLELossless, JPEG2000Lossless, JPEGLSLossless])
+@pytest.mark.parametrize("signed", [False, True])
+def test_lossless_compressed_input_is_written_in_its_syntax(tmp_path, syntax, signed):
+    stored = full_range(np.uint16, (40, 48)) >> 4  # openjpeg needs 32+ pixels a side
+    if signed:
+        stored = stored.astype(np.int16) - 2048
+    ds = make_dicom(stored, bits_stored=12, signed=signed)
+    ds.compress(syntax, generate_instance_uid=False)
+    img = load_image(write_dicom_file(tmp_path / "in.dcm", ds))
+    np.testing.assert_array_equal(img.pixels, stored.astype(np.int32) + (2048 if signed else 0))
+    assert output_transfer_syntax(img.dicom) == (syntax, None)
+    out = pydicom.dcmread(save_image(tmp_path / "out.dcm", img))
+    assert out.file_meta.TransferSyntaxUID == syntax and out["PixelData"].is_undefined_length
+    np.testing.assert_array_equal(out.pixel_array, stored)
+    assert out.SOPInstanceUID == out.file_meta.MediaStorageSOPInstanceUID != ds.SOPInstanceUID
+
+
+def test_missing_encoder_falls_back_to_explicit_little_endian_with_a_note(tmp_path, monkeypatch):
+    from xraydenoise.io import dicom as xdicom
+
     stored = full_range(np.uint16, (9, 11)) >> 4
     ds = make_dicom(stored, bits_stored=12)
-    ds.compress(RLELossless)
-    img = load_image(write_dicom_file(tmp_path / "rle.dcm", ds))
-    np.testing.assert_array_equal(img.pixels, stored)
-    out = pydicom.dcmread(save_image(tmp_path / "plain.dcm", img))
+    ds.compress(JPEGLSLossless, generate_instance_uid=False)
+    img = load_image(write_dicom_file(tmp_path / "in.dcm", ds))
+    monkeypatch.setattr(xdicom, "_encoder_available", lambda uid: False)
+    syntax, note = output_transfer_syntax(img.dicom)
+    assert syntax == ExplicitVRLittleEndian and "JPEG-LS Lossless" in note and "xraydenoise[dicom]" in note
+    out = pydicom.dcmread(save_image(tmp_path / "out.dcm", img))
     assert out.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
     assert not out["PixelData"].is_undefined_length
     np.testing.assert_array_equal(out.pixel_array, stored)
 
 
-def test_jpeg_baseline_input_is_decoded_with_pillow(tmp_path):
+def test_uncompressed_inputs_need_no_note():
+    for syntax in (ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian):
+        ds = make_dicom(np.zeros((2, 2), np.uint16), bits_stored=12, transfer_syntax=syntax)
+        assert output_transfer_syntax(ds) == (ExplicitVRLittleEndian, None)
+    assert output_transfer_syntax(None) == (ExplicitVRLittleEndian, None)
+
+
+def test_jpeg_baseline_input_is_decoded(tmp_path):
     grey = (np.add.outer(np.arange(16), np.arange(16)) * 8).astype(np.uint8)
     buf = io.BytesIO()
     PIL.Image.fromarray(grey).save(buf, format="JPEG", quality=90)
@@ -698,11 +730,17 @@ def test_jpeg_baseline_input_is_decoded_with_pillow(tmp_path):
     ds.PixelData = encapsulate([buf.getvalue()])
     ds["PixelData"].VR = "OB"
     img = load_image(write_dicom_file(tmp_path / "jpeg.dcm", ds))
+    # Decoders may round the inverse DCT differently (libjpeg vs Pillow): one grey level.
     expected = np.asarray(PIL.Image.open(io.BytesIO(buf.getvalue())))
-    np.testing.assert_array_equal(img.pixels, expected)
+    np.testing.assert_allclose(img.pixels, expected, atol=1)
+    syntax, note = output_transfer_syntax(img.dicom)
+    assert syntax == ExplicitVRLittleEndian and "lossy" in note
     out = pydicom.dcmread(save_image(tmp_path / "plain.dcm", img))
     assert out.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
-    np.testing.assert_array_equal(out.pixel_array, expected)
+    np.testing.assert_array_equal(out.pixel_array, img.pixels)
+    # Once lossy, always lossy (C.7.6.1.1.5), even when stored uncompressed.
+    assert out.LossyImageCompression == "01" and out.LossyImageCompressionMethod == "ISO_10918_1"
+    assert float(out.LossyImageCompressionRatio) > 0  # a 16x16 JPEG is larger than its pixels
 
 
 @pytest.mark.parametrize("uid", ["1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.80"])
@@ -786,3 +824,271 @@ def test_dicom_to_png_and_tiff(tmp_path):
         np.testing.assert_allclose(exported.to_float(), img.to_float(), atol=0.5 / 65535)
         # ... and the 12-bit values come back exactly.
         np.testing.assert_array_equal(img.with_float(exported.to_float()).pixels, img.pixels)
+
+
+# --------------------------------------------------------------------------- DICOM as others write it
+
+PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+
+
+def pydicom_file(name: str) -> Path:
+    """A test file shipped inside the pydicom wheel (never one it would download)."""
+    path = PYDICOM_FILES / name
+    assert path.is_file(), f"{path} is missing from the installed pydicom"
+    return path
+
+
+def dx_series(tmp_path: Path, count: int = 2, **fields) -> list[Path]:
+    """``count`` instances of one DX series, as a modality writes them."""
+    series = generate_uid()
+    paths = []
+    for number in range(1, count + 1):
+        ds = make_dicom(full_range(np.uint16, (6, 7)) >> 4, bits_stored=12)
+        ds.SeriesInstanceUID, ds.SeriesNumber, ds.InstanceNumber = series, 3, number
+        ds.SeriesDescription = "Chest PA"
+        ds.StudyDate, ds.StudyTime, ds.StudyID = "20240102", "101500", "S1"  # DICOMDIR records need them
+        for keyword, value in fields.items():
+            setattr(ds, keyword, value)
+        paths.append(write_dicom_file(tmp_path / f"in{number}.dcm", ds))
+    return paths
+
+
+def test_tiff_header_in_the_preamble_is_read_as_dicom(tmp_path, capfd):
+    # pydicom's own CT_small.dcm, and files from some vendors, are DICOM and TIFF at once.
+    path = pydicom_file("CT_small.dcm")
+    assert path.read_bytes()[:4] == b"II*\x00"
+    img = load_image(path)
+    assert img.format == "dicom" and img.pixels.shape == (128, 128)
+    crafted = make_dicom(full_range(np.uint16, (4, 5)) >> 4, bits_stored=12)
+    crafted.preamble = b"II*\x00" + b"\x08\x00\x00\x00" + b"\x00" * 120
+    img = load_image(write_dicom_file(tmp_path / "dual.tif", crafted))  # even named .tif
+    assert img.format == "dicom"
+    assert capfd.readouterr().err == ""  # tifffile never got to complain
+
+
+def test_library_warnings_go_to_the_debug_log(capfd, caplog):
+    import logging
+
+    with caplog.at_level(logging.DEBUG, logger="xraydenoise.io"):
+        img = load_image(pydicom_file("MR_small_padded.dcm"))  # pydicom warns: excess padding
+    assert img.pixels.shape == (64, 64)
+    assert capfd.readouterr().err == ""
+    assert any("padding" in r.getMessage() for r in caplog.records if r.name == "xraydenoise.io")
+
+
+@pytest.mark.parametrize("name", ["MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm",
+                                  "MR_small_RLE.dcm", "JPEG2000.dcm", "JPGExtended.dcm"])
+def test_compressed_files_from_other_writers_decode(name):
+    reference = load_image(pydicom_file("MR_small.dcm")).pixels
+    img = load_image(pydicom_file(name))
+    if name.startswith("MR_small"):  # the same image, losslessly compressed
+        np.testing.assert_array_equal(img.pixels, reference)
+    else:
+        assert img.pixels.shape == (1024, 256) and img.pixels.any()
+
+
+def test_a_series_stays_one_series(tmp_path):
+    first, second = (load_image(p) for p in dx_series(tmp_path))
+    out1 = pydicom.dcmread(save_image(tmp_path / "o1.dcm", first.with_float(first.to_float()), method="nlm"))
+    out2 = pydicom.dcmread(save_image(tmp_path / "o2.dcm", second.with_float(second.to_float()), method="nlm"))
+    assert out1.SeriesInstanceUID == out2.SeriesInstanceUID != first.dicom.SeriesInstanceUID
+    assert out1.SOPInstanceUID != out2.SOPInstanceUID
+    assert out1.SeriesNumber == out2.SeriesNumber == 1003
+    assert out1.SeriesDescription == "Chest PA denoised (nlm)"
+    assert out1.StudyInstanceUID == first.dicom.StudyInstanceUID and out1.InstanceNumber == 1
+    # A rerun (or another worker process) derives the very same UIDs.
+    again = pydicom.dcmread(save_image(tmp_path / "again.dcm", first.with_float(first.to_float()), method="nlm"))
+    assert (again.SOPInstanceUID, again.SeriesInstanceUID) == (out1.SOPInstanceUID, out1.SeriesInstanceUID)
+    # Another method is another series.
+    other = pydicom.dcmread(save_image(tmp_path / "bm3d.dcm", first, method="bm3d"))
+    assert other.SeriesInstanceUID != out1.SeriesInstanceUID
+
+
+def test_derived_image_references_its_source(tmp_path):
+    img = load_image(dx_series(tmp_path, 1)[0])
+    out = pydicom.dcmread(save_image(tmp_path / "o.dcm", img, method="network"))
+    (source,) = out.SourceImageSequence
+    assert source.ReferencedSOPInstanceUID == img.dicom.SOPInstanceUID
+    assert source.ReferencedSOPClassUID == img.dicom.SOPClassUID
+    (purpose,) = source.PurposeOfReferenceCodeSequence
+    assert (purpose.CodeValue, purpose.CodingSchemeDesignator) == ("121322", "DCM")
+    (code,) = out.DerivationCodeSequence
+    assert (code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning) == ("113087", "DCM", "Smoothing")
+    assert out.DerivationDescription == "Denoised with xraydenoise network"
+    assert out.ImageType[0] == "DERIVED" and private_value(out) == "private value"
+
+
+def test_pixel_value_range_tags_are_updated_or_removed(tmp_path):
+    (path,) = dx_series(tmp_path, 1, SmallestImagePixelValue=0, LargestImagePixelValue=4095,
+                        SmallestPixelValueInSeries=0, LargestPixelValueInSeries=4095)
+    img = load_image(path)
+    half = img.with_float(np.full(img.pixels.shape, 0.25) + np.eye(*img.pixels.shape) * 0.25)
+    out = pydicom.dcmread(save_image(tmp_path / "o.dcm", half))
+    assert (out.SmallestImagePixelValue, out.LargestImagePixelValue) == (1024, 2048)  # 0.25, 0.5 of 4095
+    assert "SmallestPixelValueInSeries" not in out and "LargestPixelValueInSeries" not in out
+
+
+def test_signed_pixel_value_range(tmp_path):
+    stored = np.array([[-2048, -1, 0, 2047]], np.int16)
+    ds = make_dicom(stored, bits_stored=12, signed=True)
+    ds.SmallestImagePixelValue, ds.LargestImagePixelValue = 0, 0  # stale on purpose
+    img = load_image(write_dicom_file(tmp_path / "s.dcm", ds))
+    out = pydicom.dcmread(save_image(tmp_path / "o.dcm", img))
+    assert (out.SmallestImagePixelValue, out.LargestImagePixelValue) == (-2048, 2047)
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_padding_pixels_are_kept(tmp_path, signed):
+    stored = (full_range(np.uint16, (8, 9)) >> 4).astype(np.int32)
+    if signed:
+        stored -= 2048
+    pad = -2000 if signed else 7
+    stored[:2, :] = pad
+    stored[5, 5] = pad + 1  # inside PixelPaddingRangeLimit
+    ds = make_dicom(stored, bits_stored=12, signed=signed)
+    ds.PixelPaddingValue = pad
+    ds["PixelPaddingValue"].VR = "SS" if signed else "US"
+    ds.PixelPaddingRangeLimit = pad + 1
+    ds["PixelPaddingRangeLimit"].VR = "SS" if signed else "US"
+    img = load_image(write_dicom_file(tmp_path / "p.dcm", ds))
+    flat = img.with_float(np.full(img.pixels.shape, 0.5))  # a "denoiser" that changes everything
+    out = pydicom.dcmread(save_image(tmp_path / "o.dcm", flat))
+    np.testing.assert_array_equal(out.pixel_array[:2], stored[:2])
+    assert out.pixel_array[5, 5] == pad + 1
+    assert (out.pixel_array[2:5] != stored[2:5]).any()  # the image itself was changed
+    crop = img.with_float(img.to_float()[3:, 3:])  # no padding left to line up: no error
+    assert crop.padding is None
+
+
+def test_extension_less_and_uid_named_dicom_keep_their_names(tmp_path):
+    img = load_image(dx_series(tmp_path, 1)[0])
+    for name in ("IM0001", "1.2.840.113619.2.55.3"):
+        assert is_supported_path(write_dicom_file(tmp_path / f"in_{name}", img.dicom))
+        out = save_image(tmp_path / "out" / name, img, method="nlm")
+        assert out.name == name and is_dicom_file(out)
+        np.testing.assert_array_equal(load_image(out).pixels, img.pixels)
+    png = Image(np.zeros((2, 2), np.uint8), "png", 255)
+    with pytest.raises(ImageWriteError, match="cannot tell the output format"):
+        save_image(tmp_path / "IM0002", png)
+
+
+def test_with_image_suffix_never_merges_uid_names():
+    from xraydenoise.io.image import with_image_suffix
+
+    a, b = with_image_suffix("x/1.2.840.113619.2.55.3", ".dcm"), with_image_suffix("x/1.2.840.113619.2.55.4", ".dcm")
+    assert a != b and a.name == "1.2.840.113619.2.55.3.dcm"
+    assert with_image_suffix("x/IM0001", ".png").name == "IM0001.png"
+    assert with_image_suffix("x/scan.DCM", ".png").name == "scan.png"
+
+
+def test_is_dicom_file_sniffs_content(tmp_path):
+    raw = tmp_path / "raw"
+    bare = make_dicom(np.zeros((2, 2), np.uint16), bits_stored=12)
+    del bare.file_meta
+    buf = io.BytesIO()
+    pydicom.dcmwrite(buf, bare, implicit_vr=True, little_endian=True)
+    raw.write_bytes(buf.getvalue())
+    text = tmp_path / "notes"
+    text.write_text("hello")
+    assert is_dicom_file(raw) and is_dicom_file(pydicom_file("CT_small.dcm"))
+    assert not is_dicom_file(text) and not is_dicom_file(tmp_path) and not is_dicom_file(tmp_path / "missing")
+    assert is_supported_path(raw) and not is_supported_path(text)
+
+
+def make_file_set(folder: Path, paths: list[Path]) -> Path:
+    from pydicom.fileset import FileSet
+
+    fs = FileSet()
+    for path in paths:
+        fs.add(pydicom.dcmread(path))
+    fs.write(folder)
+    return folder / "DICOMDIR"
+
+
+def test_dicomdir_is_followed_not_read(tmp_path):
+    dicomdir = make_file_set(tmp_path / "media", dx_series(tmp_path, 2))
+    assert is_dicomdir(dicomdir) and not is_dicomdir(pydicom_file("CT_small.dcm"))
+    assert not is_supported_path(dicomdir)  # a folder scan must not count it as a failed image
+    files = dicomdir_referenced_files(dicomdir)
+    assert len(files) == 2 and all(p.is_file() and p.parent.parent.parent.parent == dicomdir.parent for p in files)
+    assert [load_image(p).dicom.InstanceNumber for p in files] == [1, 2]
+    with pytest.raises(ImageReadError, match="DICOMDIR") as exc:
+        load_image(dicomdir)
+    assert str(exc.value).startswith(f"{dicomdir}: ") and "\n" not in str(exc.value)
+
+
+def test_dicomdir_pointing_outside_its_folder_is_refused(tmp_path):
+    dicomdir = make_file_set(tmp_path / "media", dx_series(tmp_path, 1))
+    ds = pydicom.dcmread(dicomdir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom rightly says ".." is no valid CS value
+        for record in ds.DirectoryRecordSequence:
+            if "ReferencedFileID" in record:
+                record.ReferencedFileID = ["..", "..", "ETC", "PASSWD"]
+    ds.save_as(dicomdir, enforce_file_format=True)
+    with pytest.raises(ImageReadError, match="points outside its folder"):
+        dicomdir_referenced_files(dicomdir)
+    with pytest.raises(ImageReadError, match="not a DICOMDIR"):
+        dicomdir_referenced_files(pydicom_file("CT_small.dcm"))
+
+
+def _waveform(tmp_path: Path) -> Path:
+    ds = make_dicom(np.zeros((2, 2), np.uint16), bits_stored=12)
+    for keyword in ("PixelData", "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit",
+                    "PixelRepresentation", "PhotometricInterpretation", "SamplesPerPixel"):
+        del ds[keyword]
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.9.1.1"  # 12-lead ECG
+    channel = Dataset()
+    channel.NumberOfWaveformChannels, channel.NumberOfWaveformSamples = 1, 4
+    channel.WaveformBitsAllocated, channel.WaveformSampleInterpretation = 16, "SS"
+    channel.WaveformData = np.zeros(4, "<i2").tobytes()
+    ds.WaveformSequence = [channel]
+    return write_dicom_file(tmp_path / "ecg.dcm", ds)
+
+
+@pytest.mark.parametrize(("name", "words"), [
+    ("examples_rgb_color.dcm", "colour DICOM"),
+    ("examples_palette.dcm", "PALETTE COLOR"),
+    ("reportsi.dcm", "no pixel data (Basic Text SR Storage object)"),
+    ("rtdose.dcm", "RT Dose Storage object is radiotherapy data"),
+    ("rtplan.dcm", "RT Plan Storage object is radiotherapy data"),
+    ("MR_truncated.dcm", "pixel data is less than expected"),
+    ("liver_1frame.dcm", "BitsAllocated=1"),
+    ("waveform", "holds waveforms, not an image"),
+])
+def test_objects_that_are_not_radiographs_give_one_line(tmp_path, name, words):
+    path = _waveform(tmp_path) if name == "waveform" else pydicom_file(name)
+    with pytest.raises(ImageReadError) as exc:
+        load_image(path)
+    message = str(exc.value)
+    assert message.startswith(f"{path}: ") and words in message and "\n" not in message
+
+
+def multi_frame(tmp_path: Path, frames: int = 3) -> tuple[Path, np.ndarray]:
+    stored = np.stack([full_range(np.uint16, (6, 7)) >> 4 for _ in range(frames)])
+    ds = make_dicom(stored[0], bits_stored=12, photometric="MONOCHROME1")
+    ds.NumberOfFrames = frames
+    ds.PixelData = stored.astype("<u2").tobytes()
+    return write_dicom_file(tmp_path / "multi.dcm", ds), stored
+
+
+def test_multi_frame_is_denoised_frame_by_frame(tmp_path):
+    path, stored = multi_frame(tmp_path)
+    with pytest.raises(ImageReadError, match="all_frames=True"):
+        load_image(path)  # 2-D callers are never handed one frame of many
+    img = load_image(path, all_frames=True)
+    assert img.frames.shape == (3, 6, 7) and img.pixels.shape == (6, 7)
+    np.testing.assert_array_equal(img.frames, 4095 - stored)  # MONOCHROME1 inverted
+    seen = []
+    same = img.map_frames(lambda frame: seen.append(frame.shape) or frame)
+    assert seen == [(6, 7)] * 3
+    out = save_image(tmp_path / "o.dcm", same, method="nlm")
+    written = pydicom.dcmread(out)
+    assert written.NumberOfFrames == 3
+    np.testing.assert_array_equal(written.pixel_array, stored)
+    with pytest.raises(ValueError, match="map_frames"):
+        img.with_float(img.to_float())
+    with pytest.raises(ImageWriteError, match="only be written as DICOM"):
+        save_image(tmp_path / "o.png", same)
+    halves = img.map_frames(lambda frame: frame * 0 + 0.5)
+    np.testing.assert_array_equal(load_image(save_image(tmp_path / "h.dcm", halves), all_frames=True).frames, 2048)

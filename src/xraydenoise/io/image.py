@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
 import numpy as np
 import PIL.Image
@@ -34,6 +33,7 @@ from xraydenoise import settings
 from xraydenoise.errors import ImageReadError, ImageWriteError
 from xraydenoise.io import dicom as _dicom
 from xraydenoise.io._atomic import atomic_write
+from xraydenoise.io._quiet import library_messages_to_debug
 from xraydenoise.io._messages import one_line
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -75,6 +75,16 @@ class Image:
     photometric : str
         ``"MONOCHROME1"`` or ``"MONOCHROME2"`` as stored in the file (MinIsWhite TIFF is
         reported as MONOCHROME1); the pixels are MONOCHROME2 in either case.
+    frames : ndarray, optional
+        Every frame of a multi-frame DICOM, ``(n, rows, columns)`` in the dtype of
+        ``pixels``, which is then ``frames[0]``. Only set by
+        ``load_image(..., all_frames=True)``; process it with :meth:`map_frames` (which
+        also works for single-frame images), write it with :func:`save_image`.
+    padding : numpy.ma.MaskedArray, optional
+        Native values of the DICOM padding pixels (PixelPaddingValue, or the range up to
+        PixelPaddingRangeLimit), unmasked where a pixel is padding; shaped like ``frames``
+        or ``pixels``. :meth:`with_float` and :meth:`map_frames` put these values back, so
+        padding never takes denoised values.
 
     Notes
     -----
@@ -96,8 +106,16 @@ class Image:
     source_path: Path | None = None
     dicom: pydicom.Dataset | None = None
     photometric: str = "MONOCHROME2"
+    frames: np.ndarray | None = None
+    padding: np.ma.MaskedArray | None = None
 
     def __post_init__(self) -> None:
+        if self.frames is not None:
+            self.frames = np.asarray(self.frames)
+            if self.frames.ndim != 3 or self.frames.shape[0] < 1:
+                raise ValueError(f"Image.frames must be 3-D (frames, rows, columns), got {self.frames.shape}")
+            if self.frames.dtype != np.asarray(self.pixels).dtype:
+                raise TypeError("Image.frames and Image.pixels must have the same dtype")
         pixels = np.asarray(self.pixels)
         if pixels.ndim != 2:
             raise ValueError(f"Image.pixels must be 2-D, got shape {pixels.shape}")
@@ -166,7 +184,8 @@ class Image:
         Raises
         ------
         ValueError
-            If ``array`` is not 2-D or contains NaN/Inf (a model bug, not user input).
+            If ``array`` is not 2-D or contains NaN/Inf (a model bug, not user input), or
+            the image has several ``frames`` (use :meth:`map_frames`).
 
         Examples
         --------
@@ -174,6 +193,55 @@ class Image:
         >>> img.with_float([[0.5, 1.0]]).pixels.tolist()
         [[128, 255]]
         """
+        if self.frames is not None and self.frames.shape[0] > 1:
+            raise ValueError("with_float on a multi-frame image would drop frames; use map_frames")
+        values = self._quantise(array)
+        padding = self.padding
+        if padding is not None:
+            padding = padding.reshape(self.pixels.shape)
+            if padding.shape == values.shape:
+                values = _restore_padding(values, padding)
+            else:  # a crop: the mask no longer lines up, and the writer needs none
+                padding = None
+        return dataclasses.replace(self, pixels=values, frames=None, padding=padding)
+
+    def map_frames(self, fn: Callable[[np.ndarray], np.ndarray]) -> Image:
+        """Apply a 2-D float function to every frame; the result keeps header and frames.
+
+        Parameters
+        ----------
+        fn : callable
+            ``fn(frame: float32 HxW on the [0, 1] scale of to_float) -> HxW`` of the same
+            shape, e.g. ``lambda x: denoiser(x, sigma)``.
+
+        Returns
+        -------
+        Image
+            For a single-frame image, ``self.with_float(fn(self.to_float()))``; for a
+            multi-frame one, every frame replaced (padding restored), ready for
+            :func:`save_image`, which writes one multi-frame file.
+
+        Examples
+        --------
+        >>> img = Image(np.zeros((2, 2), np.uint8), "dicom", 255, frames=np.zeros((3, 2, 2), np.uint8))
+        >>> img.map_frames(lambda x: x + 0.5).frames[:, 0, 0].tolist()
+        [128, 128, 128]
+        """
+        if self.frames is None:
+            return self.with_float(fn(self.to_float()))
+        scale = np.float32(1.0 if self.is_float else self.max_value)
+        out = np.empty_like(self.frames)
+        for index, frame in enumerate(self.frames):
+            result = self._quantise(fn(frame.astype(np.float32) / scale))
+            if result.shape != frame.shape:
+                raise ValueError(f"map_frames: fn changed a frame's shape {frame.shape} to {result.shape}")
+            out[index] = result
+        if self.padding is not None:
+            out = _restore_padding(out, self.padding)
+        return dataclasses.replace(self, pixels=out[0], frames=out)
+
+    def _quantise(self, array: Any) -> np.ndarray:
+        """``array`` on the [0, 1] scale as native values (see :meth:`with_float`)."""
         values = np.array(array, dtype=np.float32, copy=True)
         if values.ndim != 2:
             raise ValueError(f"with_float needs a 2-D array, got shape {values.shape}")
@@ -184,7 +252,13 @@ class Image:
             values *= np.float32(self.max_value)
             np.rint(values, out=values)
             values = values.astype(self.pixels.dtype)
-        return dataclasses.replace(self, pixels=values)
+        return values
+
+
+def _restore_padding(values: np.ndarray, padding: np.ma.MaskedArray) -> np.ndarray:
+    keep = ~np.ma.getmaskarray(padding)
+    values[keep] = padding.data[keep]  # values is always a fresh array of ours
+    return values
 
 
 # --------------------------------------------------------------------------- helpers
@@ -194,8 +268,10 @@ def is_supported_path(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` names a file this module reads and writes.
 
     Decided by the suffix (:data:`SUPPORTED_SUFFIXES`, any case). A file with another or
-    no suffix counts only if it exists and carries the DICOM ``DICM`` preamble (PACS
-    exports are often named by UID, e.g. ``1.2.840.113619.2.55``).
+    no suffix counts only if it exists and its content is DICOM
+    (:func:`~xraydenoise.io.dicom.is_dicom_file`): PACS exports and DICOM media name files
+    by UID (``1.2.840.113619.2.55.3``) or by number (``IM0001``). A DICOMDIR is an index,
+    not an image: False (follow it with :func:`~xraydenoise.io.dicom.dicomdir_referenced_files`).
 
     Examples
     --------
@@ -203,27 +279,39 @@ def is_supported_path(path: str | os.PathLike[str]) -> bool:
     (True, False)
     """
     p = Path(path)
+    fmt = _FORMAT_BY_SUFFIX.get(p.suffix.lower())
+    if fmt is not None:
+        return fmt != "dicom" or not _dicom.is_dicomdir(p)
+    return _dicom.is_dicom_file(p) and not _dicom.is_dicomdir(p)
+
+
+def with_image_suffix(path: str | os.PathLike[str], suffix: str) -> Path:
+    """``path`` with its image suffix replaced by ``suffix``, or ``suffix`` appended.
+
+    Only a known image suffix is replaced: the last dot-part of a UID-named file
+    (``1.2.840.113619.2.55.3``) is part of its name, and replacing it would map two
+    instances onto one output.
+
+    Examples
+    --------
+    >>> str(with_image_suffix("a/scan.png", ".dcm")), str(with_image_suffix("1.2.3.44", ".dcm"))
+    ('a/scan.dcm', '1.2.3.44.dcm')
+    """
+    p = Path(path)
     if p.suffix.lower() in _FORMAT_BY_SUFFIX:
-        return True
-    return _has_dicm_preamble(p)
-
-
-def _has_dicm_preamble(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(_DICOM_MAGIC_OFFSET + 4)
-    except OSError:  # missing, a directory, unreadable
-        return False
-    return head[_DICOM_MAGIC_OFFSET:] == b"DICM"
+        return p.with_suffix(suffix)
+    return p.with_name(p.name + suffix)
 
 
 def _sniff(head: bytes) -> str | None:
+    # DICM at 128 first: a dual-personality file keeps a TIFF header in its preamble, and
+    # read as TIFF it has no readable page.
+    if head[_DICOM_MAGIC_OFFSET : _DICOM_MAGIC_OFFSET + 4] == b"DICM":
+        return "dicom"
     if head.startswith(_PNG_MAGIC):
         return "png"
     if head[:4] in _TIFF_MAGICS:
         return "tiff"
-    if head[_DICOM_MAGIC_OFFSET : _DICOM_MAGIC_OFFSET + 4] == b"DICM":
-        return "dicom"
     return None
 
 
@@ -412,10 +500,16 @@ def _write_tiff(fh: BinaryIO, values: np.ndarray, minis_white: bool, method: str
 # --------------------------------------------------------------------------- DICOM
 
 
-def _read_dicom(path: Path, limit: int) -> Image:
-    found = _dicom.read_dicom(path, limit)
-    return Image(found.pixels, "dicom", float(found.max_value), source_path=path,
-                 dicom=found.dataset, photometric=found.photometric)
+def _read_dicom(path: Path, limit: int, all_frames: bool = False) -> Image:
+    found = _dicom.read_dicom(path, limit, all_frames=all_frames)
+    pixels = found.pixels
+    frames = pixels if pixels.ndim == 3 else None
+    padding = None
+    if found.padding is not None:
+        padding = np.ma.masked_array(pixels, mask=~found.padding)
+    return Image(pixels[0] if frames is not None else pixels, "dicom", float(found.max_value),
+                 source_path=path, dicom=found.dataset, photometric=found.photometric,
+                 frames=frames, padding=padding)
 
 
 # --------------------------------------------------------------------------- public API
@@ -423,7 +517,8 @@ def _read_dicom(path: Path, limit: int) -> Image:
 _READERS = {"png": _read_png, "tiff": _read_tiff, "dicom": _read_dicom}
 
 
-def load_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> Image:
+def load_image(path: str | os.PathLike[str], *, max_pixels: int | None = None,
+               all_frames: bool = False) -> Image:
     """Read a greyscale radiograph.
 
     Parameters
@@ -434,6 +529,10 @@ def load_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
     max_pixels : int, optional
         Refuse images with more pixels, checked from the header before decoding.
         Default: :func:`xraydenoise.settings.max_pixels`.
+    all_frames : bool
+        Accept multi-frame DICOM: every frame is in :attr:`Image.frames` (and the first in
+        ``pixels``). Off by default, so that code written for 2-D images gets a clear
+        refusal instead of one frame.
 
     Returns
     -------
@@ -484,10 +583,9 @@ def load_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
         kind = "dicom"
 
     try:
-        with warnings.catch_warnings():
-            # The size guard above already decided; pydicom warns about every odd element.
-            warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
-            warnings.filterwarnings("ignore", module=r"pydicom")
+        with library_messages_to_debug():
+            if kind == "dicom":
+                return _read_dicom(p, limit, all_frames)
             return _READERS[kind](p, limit)
     except ImageReadError:
         raise
@@ -535,8 +633,10 @@ def save_image(
         ``.png``: 8-bit for uint8, else 16-bit (float and DICOM values other than 8/16-bit
         are scaled to 16 bits). ``.tif``/``.tiff``: uint8, uint16 or float32 as held
         (MinIsWhite restored for a MinIsWhite input). ``.dcm``/``.dicom``: the input
-        header with new UIDs (see :mod:`xraydenoise.io.dicom`), or a new Secondary
-        Capture file when the image has no dataset (float images stored as 16-bit).
+        header as a derived series (see :mod:`xraydenoise.io.dicom`), or a new Secondary
+        Capture file when the image has no dataset (float images stored as 16-bit). Any
+        other suffix, or none (``IM0001``, ``1.2.840.113619.2.55.3``), is written as DICOM
+        when ``image.format`` is ``"dicom"``; multi-frame images only as DICOM.
     image : Image
         What to write.
     method : str, optional
@@ -567,6 +667,14 @@ def save_image(
     if not isinstance(image, Image):
         raise TypeError(f"save_image needs an Image, got {type(image).__name__}")
     fmt = _FORMAT_BY_SUFFIX.get(target.suffix.lower())
+    if fmt is None and image.format == "dicom":
+        # DICOM media and PACS exports name files IM0001 or by UID (whose last dot-part
+        # looks like a suffix): such names stay, and the content stays DICOM.
+        fmt = "dicom"
+    if image.frames is not None and image.frames.shape[0] > 1 and fmt != "dicom":
+        raise ImageWriteError(
+            f"{target}: a multi-frame image can only be written as DICOM, not {fmt or target.suffix}"
+        )
     if fmt is None:
         raise ImageWriteError(
             f"{target}: cannot tell the output format from the suffix "
@@ -603,9 +711,13 @@ def save_image(
             stored = _dicom.dataset_bits_stored(source)
         else:
             stored = 16 if image.is_float else image.bit_depth
-        values = _quantised(image, (1 << stored) - 1, np.uint16 if stored > 8 else np.uint8)
+        if image.frames is not None and source is not None:
+            values = image.frames  # map_frames already gave them the native type
+        else:
+            values = _quantised(image, (1 << stored) - 1, np.uint16 if stored > 8 else np.uint8)
 
         def write(fh: BinaryIO) -> None:
-            _dicom.write_dicom(fh, values, bits_stored=stored, source=source, method=method)
+            with library_messages_to_debug():
+                _dicom.write_dicom(fh, values, bits_stored=stored, source=source, method=method)
 
     return atomic_write(target, write, overwrite=overwrite)
