@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(BIN)/xraydenoise demo --out demo_output
 
 test: $(STAMP)
+	sh tests/setup_system_deps.sh
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
