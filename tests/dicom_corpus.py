@@ -1,9 +1,10 @@
-"""A corpus of DICOM files written by others (pydicom's test files, dcmtk) and dciodvfy.
+"""A corpus of DICOM files written by others (pydicom's test files, dcmtk, gdcm) and dciodvfy.
 
 Built at test time into a temporary folder, from files shipped inside the pydicom wheel and
-from a real radiograph bundled with the package converted by dcmtk's tools, so that no
-binary DICOM is committed. A missing tool is a test failure, never a skip:
-``tests/setup_system_deps.sh`` installs them (Debian packages dcmtk and dicom3tools).
+from a real radiograph bundled with the package converted by dcmtk's and gdcm's tools, so
+that no binary DICOM is committed. A missing tool is a test failure, never a skip:
+``tests/setup_system_deps.sh`` installs them (Debian packages dcmtk, dicom3tools and
+libgdcm-tools).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pydicom.uid import (
 ROOT = Path(__file__).resolve().parents[1]
 CHEST = ROOT / "src" / "xraydenoise" / "samples" / "nih_00001629_002.png"
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
-SETUP_HINT = "run tests/setup_system_deps.sh (Debian packages dcmtk and dicom3tools)"
+SETUP_HINT = "run tests/setup_system_deps.sh (Debian packages dcmtk, dicom3tools, libgdcm-tools)"
 
 #: pydicom's own test files (several with a TIFF header in the preamble) -> output syntax.
 FROM_PYDICOM = {
@@ -44,8 +45,9 @@ FROM_PYDICOM = {
     "JPGExtended.dcm": ExplicitVRLittleEndian,
     "image_dfl.dcm": DeflatedExplicitVRLittleEndian,
 }
-#: dcmtk command lines that turn dx12.dcm (or, with {sc}, img2dcm's output) into corpus files.
-FROM_DCMTK = {
+#: dcmtk and gdcm command lines that turn dx12.dcm (or, with {sc}, img2dcm's output) into
+#: corpus files -> output syntax.
+FROM_TOOLS = {
     "sc_img2dcm.dcm": (["img2dcm", "-i", "BMP", "{bmp}", "{out}"], ExplicitVRLittleEndian),
     "sc_jpeg_baseline.dcm": (["dcmcjpeg", "+eb", "{sc}", "{out}"], ExplicitVRLittleEndian),
     "dx12_jpeg_lossless_sv1.dcm": (["dcmcjpeg", "+e1", "{dx}", "{out}"], ExplicitVRLittleEndian),
@@ -55,6 +57,18 @@ FROM_DCMTK = {
     "dx12_rle.dcm": (["dcmcrle", "{dx}", "{out}"], RLELossless),
     "dx12_big_endian.dcm": (["dcmconv", "+tb", "{dx}", "{out}"], ExplicitVRLittleEndian),
     "dx12_implicit.dcm": (["dcmconv", "+ti", "{dx}", "{out}"], ExplicitVRLittleEndian),
+    "dx12_gdcm_j2k.dcm": (["gdcmconv", "--j2k", "{dx}", "{out}"], JPEG2000Lossless),
+    "dx12_gdcm_jpegls.dcm": (["gdcmconv", "--jpegls", "{dx}", "{out}"], JPEGLSLossless),
+    "dx12_gdcm_rle.dcm": (["gdcmconv", "--rle", "{dx}", "{out}"], RLELossless),
+    "dx12_gdcm_jpeg_lossless.dcm": (["gdcmconv", "--jpeg", "{dx}", "{out}"], ExplicitVRLittleEndian),
+    "sc_gdcm_j2k_lossy.dcm": (["gdcmconv", "--j2k", "--lossy", "-q", "50", "{sc}", "{out}"],
+                              ExplicitVRLittleEndian),
+}
+#: Multi-frame corpus (frames of the same radiograph): name -> (command or None, output syntax).
+MULTI_FRAME = {
+    "mf12.dcm": (None, ExplicitVRLittleEndian),
+    "mf12_rle.dcm": (["dcmcrle", "{mf}", "{out}"], RLELossless),
+    "mf12_gdcm_j2k.dcm": (["gdcmconv", "--j2k", "{mf}", "{out}"], JPEG2000Lossless),
 }
 
 
@@ -118,20 +132,51 @@ def build_corpus(folder: Path) -> dict[str, tuple[Path, str]]:
 
     scratch = folder.parent / f"{folder.name}-sources"  # tool inputs, not corpus members
     scratch.mkdir(exist_ok=True)
-    grey = np.asarray(PIL.Image.open(CHEST).convert("L"))[300:556, 300:556]
     bmp = scratch / "chest.bmp"
-    PIL.Image.fromarray(grey).save(bmp)
-    pixels = (grey.astype(np.uint16) << 4) | (grey >> 4)  # 8 -> 12 bits, full range
+    PIL.Image.open(CHEST).convert("L").crop((300, 300, 556, 556)).save(bmp)
+    pixels = chest_12bit(slice(300, 556), slice(300, 556))
     pixels[:, :12] = 0  # the padded border
     dx = scratch / "dx12.dcm"
     pydicom.dcmwrite(dx, dx12_dataset(pixels), enforce_file_format=True)
     corpus["dx12.dcm"] = (Path(shutil.copyfile(dx, folder / "dx12.dcm")), ExplicitVRLittleEndian)
 
     names = {"bmp": bmp, "dx": dx, "sc": folder / "sc_img2dcm.dcm"}
-    for name, (command, syntax) in FROM_DCMTK.items():
-        out = folder / name
-        argv = [require_tool(command[0])] + [arg.format(out=out, **names) for arg in command[1:]]
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0 and out.is_file(), f"{' '.join(argv)} failed: {result.stderr}"
-        corpus[name] = (out, syntax)
+    for name, (command, syntax) in FROM_TOOLS.items():
+        corpus[name] = (run_tool(command, folder / name, names), syntax)
+    return corpus
+
+
+def run_tool(command: list[str], out: Path, names: dict[str, Path]) -> Path:
+    argv = [require_tool(command[0])] + [arg.format(out=out, **names) for arg in command[1:]]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and out.is_file(), f"{' '.join(argv)} failed: {result.stderr}"
+    return out
+
+
+def chest_12bit(rows: slice, cols: slice) -> np.ndarray:
+    """A crop of the bundled chest radiograph, spread from 8 to the full 12 bits."""
+    grey = np.asarray(PIL.Image.open(CHEST).convert("L"))[rows, cols]
+    return (grey.astype(np.uint16) << 4) | (grey >> 4)
+
+
+def build_multi_frame_corpus(folder: Path) -> dict[str, tuple[Path, str]]:
+    """Multi-frame greyscale files (Multi-frame Grayscale Word SC, 3 frames of 12 bits)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    frames = np.stack([chest_12bit(slice(r, r + 96), slice(300, 396)) for r in (300, 400, 500)])
+    ds = dx12_dataset(frames[0])
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7.3"
+    ds.Modality, ds.ConversionType = "OT", "WSD"
+    for keyword in ("PresentationIntentType", "DetectorType", "ImagerPixelSpacing", "ExposureIndex",
+                    "PixelPaddingValue", "RescaleType", "PresentationLUTShape"):
+        del ds[keyword]
+    ds.NumberOfFrames = len(frames)
+    ds.FrameIncrementPointer = 0x00181063  # FrameTime
+    ds.FrameTime = "100"
+    ds.PixelData = frames.astype("<u2").tobytes()
+    source = folder / "mf12.dcm"
+    pydicom.dcmwrite(source, ds, enforce_file_format=True)
+    corpus = {}
+    for name, (command, syntax) in MULTI_FRAME.items():
+        path = source if command is None else run_tool(command, folder / name, {"mf": source})
+        corpus[name] = (path, syntax)
     return corpus

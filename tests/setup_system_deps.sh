@@ -1,9 +1,10 @@
 #!/bin/sh
 # System tools the DICOM conformance tests need: dciodvfy (dicom3tools) checks outputs
-# against the standard, dcmtk's converters write the test corpus. Installed only when
-# missing; needs root (or run the apt-get line yourself).
+# against the standard, dcmtk's and gdcm's converters write the test corpus. Installed only
+# when missing; needs root (or run the apt-get line yourself).
 set -e
-if command -v dciodvfy >/dev/null 2>&1 && command -v img2dcm >/dev/null 2>&1; then
+if command -v dciodvfy >/dev/null 2>&1 && command -v img2dcm >/dev/null 2>&1 \
+    && command -v gdcmconv >/dev/null 2>&1; then
     exit 0
 fi
 SUDO=""
@@ -11,4 +12,4 @@ if [ "$(id -u)" != "0" ]; then
     SUDO="sudo"
 fi
 $SUDO apt-get update
-$SUDO apt-get install -y dicom3tools dcmtk
+$SUDO apt-get install -y dicom3tools dcmtk libgdcm-tools

@@ -1,6 +1,6 @@
 """DICOM from other writers through load_image/save_image: decoded, re-encoded, conformant.
 
-Every corpus file (pydicom's test files, dcmtk conversions of a real radiograph; see
+Every corpus file (pydicom's test files, dcmtk and gdcm conversions of a real radiograph; see
 tests/dicom_corpus.py) must decode, come back bit-exact through an identity "denoiser",
 keep its lossless transfer syntax where an encoder exists, and give dciodvfy no error that
 the input did not already have.
@@ -12,11 +12,18 @@ import numpy as np
 import pydicom
 import pytest
 
-from tests.dicom_corpus import FROM_DCMTK, FROM_PYDICOM, build_corpus, dciodvfy_errors
+from tests.dicom_corpus import (
+    FROM_PYDICOM,
+    FROM_TOOLS,
+    MULTI_FRAME,
+    build_corpus,
+    build_multi_frame_corpus,
+    dciodvfy_errors,
+)
 from xraydenoise.io import load_image, save_image
 from xraydenoise.io.dicom import SERIES_NUMBER_OFFSET, output_transfer_syntax
 
-NAMES = sorted([*FROM_PYDICOM, *FROM_DCMTK, "dx12.dcm"])
+NAMES = sorted([*FROM_PYDICOM, *FROM_TOOLS, "dx12.dcm"])
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +64,29 @@ def test_padding_of_a_real_radiograph_survives_denoising(corpus, tmp_path):
     assert (written.pixel_array[:, :12] == 0).all() and (written.pixel_array[:, 12:] == 2048).all()
     assert (written.SmallestImagePixelValue, written.LargestImagePixelValue) == (0, 2048)
     assert written.private_block(0x0029, "CORPUS VENDOR")[0x01].value == "private value"
+
+
+@pytest.fixture(scope="module")
+def multi_frame_corpus(tmp_path_factory):
+    return build_multi_frame_corpus(tmp_path_factory.mktemp("dicom") / "multi")
+
+
+@pytest.mark.parametrize("name", sorted(MULTI_FRAME))
+def test_multi_frame_file_is_denoised_frame_by_frame(multi_frame_corpus, tmp_path, name):
+    path, expected_syntax = multi_frame_corpus[name]
+    img = load_image(path, all_frames=True)
+    assert img.frames.shape == (3, 96, 96)
+    seen = []
+
+    def darker(frame):
+        seen.append(frame.shape)
+        return frame * 0.5
+
+    out = save_image(tmp_path / name, img.map_frames(darker), method="half")
+    assert seen == [(96, 96)] * 3
+    written = pydicom.dcmread(out)
+    assert written.file_meta.TransferSyntaxUID == expected_syntax and written.NumberOfFrames == 3
+    expected = np.rint(img.frames.astype(np.float64) * 0.5).astype(np.uint16)
+    np.testing.assert_array_equal(load_image(out, all_frames=True).frames, expected)
+    new_errors = dciodvfy_errors(out) - dciodvfy_errors(path)
+    assert not new_errors, f"dciodvfy finds new errors in the output of {name}: {sorted(new_errors)}"
