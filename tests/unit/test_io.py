@@ -1017,6 +1017,19 @@ def test_dicomdir_is_followed_not_read(tmp_path):
     assert str(exc.value).startswith(f"{dicomdir}: ") and "\n" not in str(exc.value)
 
 
+def test_dicomdir_copied_in_lower_case_is_followed(tmp_path):
+    dicomdir = make_file_set(tmp_path / "media", dx_series(tmp_path, 1))
+    (image,) = dicomdir_referenced_files(dicomdir)
+    for root, dirs, files in os.walk(dicomdir.parent, topdown=False):  # as some copies do
+        for name in [*files, *dirs]:
+            if name != "DICOMDIR":
+                os.rename(Path(root) / name, Path(root) / name.lower())
+    assert not image.exists()
+    (found,) = dicomdir_referenced_files(dicomdir)
+    assert found == dicomdir.parent / str(image.relative_to(dicomdir.parent)).lower()
+    assert load_image(found).pixels.shape == (6, 7)
+
+
 def test_dicomdir_pointing_outside_its_folder_is_refused(tmp_path):
     dicomdir = make_file_set(tmp_path / "media", dx_series(tmp_path, 1))
     ds = pydicom.dcmread(dicomdir)
@@ -1092,3 +1105,20 @@ def test_multi_frame_is_denoised_frame_by_frame(tmp_path):
         save_image(tmp_path / "o.png", same)
     halves = img.map_frames(lambda frame: frame * 0 + 0.5)
     np.testing.assert_array_equal(load_image(save_image(tmp_path / "h.dcm", halves), all_frames=True).frames, 2048)
+
+
+def test_jpeg2000_too_small_for_openjpeg_is_written_uncompressed(tmp_path):
+    stored = full_range(np.uint16, (40, 48)) >> 4
+    ds = make_dicom(stored, bits_stored=12)
+    ds.compress(JPEG2000Lossless, generate_instance_uid=False)
+    img = load_image(write_dicom_file(tmp_path / "in.dcm", ds))
+    crop = img.with_float(img.to_float()[:20, :30])
+    out = pydicom.dcmread(save_image(tmp_path / "crop.dcm", crop))
+    assert out.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    np.testing.assert_array_equal(out.pixel_array, stored[:20, :30])
+    syntax, note = output_transfer_syntax(crop.dicom)
+    assert syntax == JPEG2000Lossless and note is None  # the input's own size is fine
+    small = make_dicom(stored[:20, :30], bits_stored=12)
+    small.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    syntax, note = output_transfer_syntax(small)
+    assert syntax == ExplicitVRLittleEndian and "32 pixels" in note

@@ -328,6 +328,8 @@ _LOSSY_METHOD = {  # LossyImageCompressionMethod (C.7.6.1.1.5) by family of the 
     "1.2.840.10008.1.2.4.91": "ISO_15444_1",  # JPEG 2000
 }
 _METHOD_LABEL = "xraydenoise"
+_J2K_MIN_SIDE = 32
+_IS_MAX = 2**31 - 1  # largest IS value (SeriesNumber)
 _LO_MAX = 64  # characters in an LO value (SeriesDescription)
 
 
@@ -387,6 +389,11 @@ def _encoder_available(uid: UID) -> bool:
         return False
 
 
+def _too_small_for_j2k(rows: int, columns: int) -> bool:
+    # openjpeg's encoder always uses 6 wavelet resolutions, which need 2**5 pixels a side.
+    return min(rows, columns) < _J2K_MIN_SIDE
+
+
 def output_transfer_syntax(source: Dataset | None) -> tuple[UID, str | None]:
     """Transfer syntax :func:`write_dicom` uses for an output derived from ``source``.
 
@@ -419,12 +426,16 @@ def output_transfer_syntax(source: Dataset | None) -> tuple[UID, str | None]:
         compressed = ts.is_compressed
     except ValueError:
         compressed = True
-    if ts in KEPT_TRANSFER_SYNTAXES and _encoder_available(ts):
+    small = ts == JPEG2000Lossless and _too_small_for_j2k(
+        int(source.get("Rows", 0) or 0), int(source.get("Columns", 0) or 0))
+    if ts in KEPT_TRANSFER_SYNTAXES and _encoder_available(ts) and not small:
         return ts, None
     if not compressed:  # Implicit VR, big endian: same values, only the encoding changes
         return ExplicitVRLittleEndian, None
     label = _ts_label(ts)
-    if ts in KEPT_TRANSFER_SYNTAXES:
+    if small:
+        why = f"openjpeg cannot encode images under {_J2K_MIN_SIDE} pixels a side"
+    elif ts in KEPT_TRANSFER_SYNTAXES:
         why = "its encoder is not installed (pip install 'xraydenoise[dicom]')"
     elif _is_lossy(ts):
         why = "lossy compression would add its own loss to the denoised image"
@@ -513,7 +524,7 @@ def _record_derivation(ds: Dataset, source: Dataset, method: str | None) -> None
     ds.SeriesInstanceUID = derived_uid(series, method, "series") if series else generate_uid()
     ds.SOPInstanceUID = derived_uid(instance, method, "instance") if instance else generate_uid()
     old_number = source.get("SeriesNumber", None)
-    ds.SeriesNumber = (int(old_number) if old_number not in (None, "") else 0) + SERIES_NUMBER_OFFSET
+    ds.SeriesNumber = min((int(old_number) if old_number not in (None, "") else 0) + SERIES_NUMBER_OFFSET, _IS_MAX)
     ds.SeriesDescription = _series_description(source, method)
     ds.ImageType = _derived_image_type(ds)
     ds.DerivationDescription = _derivation(method)
@@ -656,6 +667,8 @@ def write_dicom(fh: BinaryIO, values: np.ndarray, *, bits_stored: int,
             raise ValueError("bits_stored differs from the source dataset's BitsStored")
         ds = _from_source(source, values, method)
         syntax, _ = output_transfer_syntax(source)
+        if syntax == JPEG2000Lossless and _too_small_for_j2k(*values.shape[-2:]):
+            syntax = ExplicitVRLittleEndian  # a crop too small for openjpeg
         if syntax != ExplicitVRLittleEndian and not syntax.is_deflated:
             # The SOP Instance UID is already the derived one; compress() would replace it.
             ds.compress(syntax, generate_instance_uid=False)
@@ -730,6 +743,23 @@ def is_dicomdir(path: str | Path) -> bool:
     return str(meta.get("MediaStorageSOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY
 
 
+def _existing_case(folder: Path, parts: list[str]) -> Path:
+    """``folder/parts...``, matching each part case-insensitively where the exact name is absent.
+
+    File IDs are upper case on the medium (ISO 9660), but copies made on other systems are
+    often lower case; the exact path wins, then a unique case-insensitive match.
+    """
+    current = folder
+    for part in parts:
+        exact = current / part
+        if not exact.exists() and current.is_dir():
+            matches = [entry for entry in current.iterdir() if entry.name.lower() == part.lower()]
+            if len(matches) == 1:
+                exact = matches[0]
+        current = exact
+    return current
+
+
 def dicomdir_referenced_files(path: str | Path) -> list[Path]:
     """The files a DICOMDIR references, in the order of its directory records.
 
@@ -741,8 +771,9 @@ def dicomdir_referenced_files(path: str | Path) -> list[Path]:
     Returns
     -------
     list of Path
-        ``<folder of the DICOMDIR>/<ReferencedFileID components>``, without duplicates;
-        files that do not exist are listed all the same, so that the caller reports them.
+        ``<folder of the DICOMDIR>/<ReferencedFileID components>`` (matched regardless of
+        case when only a lower-case copy exists), without duplicates; files that do not
+        exist are listed all the same, so that the caller reports them.
 
     Raises
     ------
@@ -775,7 +806,7 @@ def dicomdir_referenced_files(path: str | Path) -> list[Path]:
         parts = [part.strip() for part in parts if part.strip()]
         if not parts or any(part in (".", "..") or "/" in part or "\\" in part for part in parts):
             raise ImageReadError(f"{p}: ReferencedFileID {'/'.join(parts)!r} points outside its folder")
-        target = folder.joinpath(*parts)
+        target = _existing_case(folder, parts)
         if target not in found:
             found.append(target)
     return found
