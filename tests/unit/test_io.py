@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import os
 import struct
@@ -993,6 +994,10 @@ def test_is_dicom_file_sniffs_content(tmp_path):
     assert is_dicom_file(raw) and is_dicom_file(pydicom_file("CT_small.dcm"))
     assert not is_dicom_file(text) and not is_dicom_file(tmp_path) and not is_dicom_file(tmp_path / "missing")
     assert is_supported_path(raw) and not is_supported_path(text)
+    img = load_image(raw)  # what the folder scan accepts, the reader reads
+    np.testing.assert_array_equal(load_image(save_image(tmp_path / "out" / "raw", img)).pixels, img.pixels)
+    with pytest.raises(ImageReadError, match="unsupported file type"):
+        load_image(text)
 
 
 def make_file_set(folder: Path, paths: list[Path]) -> Path:
@@ -1103,6 +1108,9 @@ def test_multi_frame_is_denoised_frame_by_frame(tmp_path):
         img.with_float(img.to_float())
     with pytest.raises(ImageWriteError, match="only be written as DICOM"):
         save_image(tmp_path / "o.png", same)
+    headless = dataclasses.replace(same, dicom=None, padding=None)
+    with pytest.raises(ImageWriteError, match="frames without a DICOM header"):
+        save_image(tmp_path / "headless.dcm", headless)
     halves = img.map_frames(lambda frame: frame * 0 + 0.5)
     np.testing.assert_array_equal(load_image(save_image(tmp_path / "h.dcm", halves), all_frames=True).frames, 2048)
 

@@ -181,8 +181,8 @@ def _refuse_non_image(path: Path, ds: Dataset) -> None:
             raise ImageReadError(f"{path}: {label} object holds waveforms, not an image")
         if sop_class == MEDIA_STORAGE_DIRECTORY:
             raise ImageReadError(
-                f"{path}: DICOMDIR (an index of a file set, no image); "
-                "give its folder or the DICOMDIR itself to the batch, which follows it"
+                f"{path}: DICOMDIR (the index of a DICOM file set, not an image); "
+                "denoise the files it lists (dicomdir_referenced_files) or its folder"
             )
         raise ImageReadError(f"{path}: DICOM file has no pixel data ({label} object)")
 

@@ -571,6 +571,8 @@ def load_image(path: str | os.PathLike[str], *, max_pixels: int | None = None,
 
     suffix = p.suffix.lower()
     kind = _sniff(head)
+    if suffix not in _FORMAT_BY_SUFFIX and kind is None and _dicom.is_dicom_file(p):
+        kind = "dicom"  # a raw data set (no preamble) named IM0001 or by UID
     if suffix not in _FORMAT_BY_SUFFIX and kind != "dicom":
         raise ImageReadError(
             f"{p}: unsupported file type {suffix or '(no suffix)'}; "
@@ -711,7 +713,9 @@ def save_image(
             stored = _dicom.dataset_bits_stored(source)
         else:
             stored = 16 if image.is_float else image.bit_depth
-        if image.frames is not None and source is not None:
+        if image.frames is not None:
+            if source is None:
+                raise ImageWriteError(f"{target}: frames without a DICOM header cannot be written")
             values = image.frames  # map_frames already gave them the native type
         else:
             values = _quantised(image, (1 << stored) - 1, np.uint16 if stored > 8 else np.uint8)
