@@ -38,6 +38,7 @@ import numpy as np
 
 from .anscombe import generalized_anscombe, inverse_generalized_anscombe
 from .correlated import CorrelatedNoise
+from .estimate import NoiseEstimate, estimate_noise
 from .kernels import (
     DELTA_KERNEL,
     ArrayKernel,
@@ -61,6 +62,7 @@ __all__ = [
     "GaussianNoise",
     "Kernel",
     "NOISE_SYNTAX",
+    "NoiseEstimate",
     "NoiseMix",
     "NoiseModel",
     "NoiseRange",
@@ -69,6 +71,7 @@ __all__ = [
     "add_poisson_gaussian_noise",
     "bm3d_psd",
     "estimate_gaussian_sigma",
+    "estimate_noise",
     "estimate_poisson_gaussian",
     "generalized_anscombe",
     "inverse_generalized_anscombe",
