@@ -7,7 +7,8 @@ The protocol, used by ``xraydenoise evaluate``, the benchmark and the report:
 * noise is drawn with a seed derived from (image id, noise label, base seed), so every method
   sees exactly the same noisy image and reruns see the same noise on any machine;
 * classical filters are given the true noise level (Poisson-Gaussian through the generalised
-  Anscombe transform); blind networks are given only the noisy image;
+  Anscombe transform; for correlated noise BM3D is given the noise power spectrum, the other
+  filters the per-pixel std); blind networks are given only the noisy image;
 * outputs are clipped to [0, 1] and scored with PSNR and SSIM (scikit-image, data range 1).
 
 Scores are cached (JSON lines keyed by image, size, noise, seed, method and weights hash),
@@ -31,12 +32,37 @@ from ..data import GROUP_COLUMNS, Record
 from ..denoisers import NETWORK_ALIAS_OPTIONS, NETWORK_ALIASES, denoise_with_noise, is_network
 from ..io import load_image
 from ..metrics import psnr, ssim
-from ..noise import NoiseModel, parse_noise
+from ..errors import ConfigError
+from ..noise import NOISE_SYNTAX, NoiseModel, parse_noise
 from ..settings import cache_dir
 
 #: Bump when the protocol changes so stale cached scores are not reused.
 PROTOCOL_VERSION = 1
 NOISY = "noisy"  # pseudo-method: the noisy input itself, for reference
+
+
+def parse_levels(text: str) -> list[NoiseModel]:
+    """Parse ``evaluate --levels``: comma-separated noise specifications.
+
+    Each item is in the :func:`~xraydenoise.noise.parse_noise` syntax (which has no commas):
+    ``10``, ``pg:0.01:5``, ``10@gauss:1``, ``pg:0.01:3@exp:0.7``, ``10@kernel:FILE.npy``...
+    Two items with the same label (the same noise) are refused: they would share scores.
+
+    >>> [m.label for m in parse_levels("10,pg:0.01:5, 25@gauss:1")]
+    ['gaussian-10', 'poisson-gaussian-a0.01-s5', 'gaussian-25-gauss1']
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError(f"--levels: no noise level given; {NOISE_SYNTAX}")
+    models, seen = [], {}
+    for item in text.split(","):
+        if not item.strip():
+            raise ConfigError(f"--levels {text!r}: an empty item between commas")
+        model = parse_noise(item)
+        if model.label in seen:
+            raise ConfigError(f"--levels {text!r}: {item.strip()!r} is the same noise as {seen[model.label]!r}")
+        seen[model.label] = item.strip()
+        models.append(model)
+    return models
 
 
 def noise_seed(image_id: str, label: str, base_seed: int) -> int:

@@ -49,6 +49,43 @@ class NoiseConfig:
     # Validation noise: Gaussian levels (x/255) and one Poisson-Gaussian setting, fixed seeds.
     val_sigmas: list[float] = field(default_factory=lambda: [10.0, 25.0, 50.0])
     val_poisson_gaussian: list[float] = field(default_factory=lambda: [0.01, 5.0])
+    # Training noise as a weighted mix in the noise text syntax (xraydenoise.noise.spec), where
+    # any number may be a range LO..HI (a drawn log-uniformly, the others uniformly), e.g.
+    #   mix: [{weight: 0.25, noise: "g:0..55"}, {weight: 0.75, noise: "pg:0.0005..0.03:0..10@exp:0.3..1.5"}]
+    # When given it replaces gaussian_max, p_poisson_gaussian, a_min, a_max and s_max.
+    mix: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.to_mix()  # a malformed mix fails when the config is loaded, not at the first step
+
+    def to_mix(self):
+        """The training noise as a :class:`~xraydenoise.noise.NoiseMix` (one model drawn per patch).
+
+        Without ``mix``: Gaussian with sigma uniform in [0, gaussian_max] (weight
+        1 - p_poisson_gaussian), or Poisson-Gaussian with a log-uniform in [a_min, a_max] and s
+        uniform in [0, s_max] (weight p_poisson_gaussian).
+        """
+        from ..noise import NoiseMix, NoiseRange
+
+        if not self.mix:
+            p = float(self.p_poisson_gaussian)
+            if not 0 <= p <= 1:
+                raise ConfigError(f"config.noise.p_poisson_gaussian: expected a probability, got {p!r}")
+            if not 0 < self.a_min <= self.a_max:
+                raise ConfigError("config.noise: expected 0 < a_min <= a_max")
+            return NoiseMix(
+                (NoiseRange("gaussian", s=(0.0, self.gaussian_max)), NoiseRange("pg", a=(self.a_min, self.a_max), s=(0.0, self.s_max))),
+                (1.0 - p, p),
+            )
+        items = []
+        for i, entry in enumerate(self.mix):
+            if not isinstance(entry, dict) or set(entry) != {"weight", "noise"}:
+                raise ConfigError(f"config.noise.mix[{i}]: expected a mapping with 'weight' and 'noise', got {entry!r}")
+            items.append((entry["weight"], str(entry["noise"])))
+        try:
+            return NoiseMix.from_specs(items)
+        except ConfigError as exc:
+            raise ConfigError(f"config.noise.mix: {exc}") from None
 
 
 @dataclass

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import lightning as L
 import torch
 
 from ..models import create_model
-from .config import TrainConfig
+from ..noise import NoiseMix
+from .config import NoiseConfig, TrainConfig
 from .losses import combined_loss, psnr_per_image, ssim_per_image
 
 
@@ -37,25 +36,14 @@ class Augment(torch.nn.Module):
         return out[..., top : top + self.patch, left : left + self.patch].clamp(0.0, 1.0)
 
 
-def draw_noise(clean: torch.Tensor, cfg, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-patch noise: Gaussian (sigma in [0, gaussian_max]) or Poisson-Gaussian (a, s).
+def draw_noise(clean: torch.Tensor, noise: NoiseMix | NoiseConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-patch noise from a noise mix (or a config's ``NoiseConfig.to_mix()``), one model per patch.
 
-    Returns the noisy batch and the per-pixel noise standard deviation map.
+    The models are the ones the evaluation samples in numpy (xraydenoise.noise), drawn here
+    with their torch samplers. Returns the noisy batch and the per-pixel noise std map.
     """
-    b = clean.shape[0]
-    shape = (b, 1, 1, 1)
-    use_pg = torch.rand(shape, generator=generator) < cfg.p_poisson_gaussian
-    sigma = torch.rand(shape, generator=generator) * cfg.gaussian_max
-    log_a = math.log(cfg.a_min) + torch.rand(shape, generator=generator) * (math.log(cfg.a_max) - math.log(cfg.a_min))
-    a = log_a.exp()
-    s = torch.rand(shape, generator=generator) * cfg.s_max
-    normal = torch.randn(clean.shape, generator=generator)
-    gaussian_noisy = clean + sigma * normal
-    poisson = torch.poisson(clean / a, generator=generator) * a
-    pg_noisy = poisson + s * normal
-    noisy = torch.where(use_pg, pg_noisy, gaussian_noisy)
-    std_map = torch.where(use_pg, torch.sqrt(a * noisy.clamp(min=0) + s**2), sigma.expand_as(clean))
-    return noisy, std_map
+    mix = noise if isinstance(noise, NoiseMix) else noise.to_mix()
+    return mix.sample_torch(clean, generator)
 
 
 class DenoiserModule(L.LightningModule):
@@ -65,6 +53,7 @@ class DenoiserModule(L.LightningModule):
         self.cfg = TrainConfig.from_dict(config)
         self.model = create_model(self.cfg.model.name, **self.cfg.model.options)
         self.augment = Augment(self.cfg.data.patch_size)
+        self.noise_mix = self.cfg.noise.to_mix()  # parsed once: specs may name kernel files
         self.val_batches: list = []
 
     def forward(self, noisy: torch.Tensor, noise_map: torch.Tensor | None = None) -> torch.Tensor:
@@ -87,7 +76,7 @@ class DenoiserModule(L.LightningModule):
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             clean = self.augment(crops.float().cpu()).contiguous()
-            noisy, std_map = draw_noise(clean, self.cfg.noise, generator)
+            noisy, std_map = draw_noise(clean, self.noise_mix, generator)
         clean, noisy, std_map = (self._to_memory_format(t.to(self.device)) for t in (clean, noisy, std_map))
         pred = self(noisy, std_map)
         balance = std_map if self.cfg.optim.noise_balanced_mse else None
