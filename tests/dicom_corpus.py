@@ -180,3 +180,24 @@ def build_multi_frame_corpus(folder: Path) -> dict[str, tuple[Path, str]]:
         path = source if command is None else run_tool(command, folder / name, {"mf": source})
         corpus[name] = (path, syntax)
     return corpus
+
+
+def waveform_file(path: Path) -> Path:
+    """A 12-lead ECG object: DICOM, with a waveform and no pixel data."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.9.1.1"  # 12-lead ECG Waveform
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientID, ds.Modality = "ECG-1", "ECG"
+    channel = Dataset()
+    channel.NumberOfWaveformChannels, channel.NumberOfWaveformSamples = 1, 4
+    channel.WaveformBitsAllocated, channel.WaveformSampleInterpretation = 16, "SS"
+    channel.WaveformData = np.zeros(4, "<i2").tobytes()
+    ds.WaveformSequence = [channel]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+    return path

@@ -15,7 +15,13 @@ import numpy as np
 import pydicom
 import pytest
 
-from tests.dicom_corpus import PYDICOM_FILES, build_corpus, build_multi_frame_corpus, dciodvfy_errors
+from tests.dicom_corpus import (
+    PYDICOM_FILES,
+    build_corpus,
+    build_multi_frame_corpus,
+    dciodvfy_errors,
+    waveform_file,
+)
 from xraydenoise.io import load_image
 
 FILTER = ("--method", "gaussian", "--sigma", "5")  # fast: these tests are about files, not quality
@@ -79,6 +85,7 @@ BAD = {
     "dose.dcm": ("rtdose.dcm", "RT Dose"),
     "plan.dcm": ("rtplan.dcm", "RT Plan"),
     "truncated.dcm": ("MR_truncated.dcm", "less than expected"),
+    "ecg.dcm": (None, "holds waveforms, not an image"),
 }
 
 
@@ -86,7 +93,10 @@ def test_bad_objects_fail_in_one_line_and_the_good_ones_are_written(tmp_path, cl
     src = tmp_path / "batch"
     src.mkdir()
     for name, (source, _) in BAD.items():
-        shutil.copyfile(PYDICOM_FILES / source, src / name)
+        if source is None:
+            waveform_file(src / name)
+        else:
+            shutil.copyfile(PYDICOM_FILES / source, src / name)
     shutil.copyfile(PYDICOM_FILES / "CT_small.dcm", src / "good_ct.dcm")
     shutil.copyfile(PYDICOM_FILES / "MR_small_RLE.dcm", src / "good_mr.dcm")
     out = tmp_path / "out"

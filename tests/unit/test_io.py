@@ -33,6 +33,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from tests.dicom_corpus import waveform_file
 from xraydenoise import settings as xsettings
 from xraydenoise.errors import ImageReadError, ImageWriteError
 from xraydenoise.io import SUPPORTED_SUFFIXES, Image, is_supported_path, load_image, save_image
@@ -1050,20 +1051,6 @@ def test_dicomdir_pointing_outside_its_folder_is_refused(tmp_path):
         dicomdir_referenced_files(pydicom_file("CT_small.dcm"))
 
 
-def _waveform(tmp_path: Path) -> Path:
-    ds = make_dicom(np.zeros((2, 2), np.uint16), bits_stored=12)
-    for keyword in ("PixelData", "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit",
-                    "PixelRepresentation", "PhotometricInterpretation", "SamplesPerPixel"):
-        del ds[keyword]
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.9.1.1"  # 12-lead ECG
-    channel = Dataset()
-    channel.NumberOfWaveformChannels, channel.NumberOfWaveformSamples = 1, 4
-    channel.WaveformBitsAllocated, channel.WaveformSampleInterpretation = 16, "SS"
-    channel.WaveformData = np.zeros(4, "<i2").tobytes()
-    ds.WaveformSequence = [channel]
-    return write_dicom_file(tmp_path / "ecg.dcm", ds)
-
-
 @pytest.mark.parametrize(("name", "words"), [
     ("examples_rgb_color.dcm", "colour DICOM"),
     ("examples_palette.dcm", "PALETTE COLOR"),
@@ -1075,7 +1062,7 @@ def _waveform(tmp_path: Path) -> Path:
     ("waveform", "holds waveforms, not an image"),
 ])
 def test_objects_that_are_not_radiographs_give_one_line(tmp_path, name, words):
-    path = _waveform(tmp_path) if name == "waveform" else pydicom_file(name)
+    path = waveform_file(tmp_path / "ecg.dcm") if name == "waveform" else pydicom_file(name)
     with pytest.raises(ImageReadError) as exc:
         load_image(path)
     message = str(exc.value)
