@@ -86,16 +86,22 @@ def dciodvfy_errors(path: Path) -> set[str]:
     return {line.strip() for line in lines if line.startswith("Error")}
 
 
-def dx12_dataset(pixels: np.ndarray) -> Dataset:
-    """A 12-bit Digital X-Ray (For Presentation) header such as a modality writes."""
+def new_instance(sop_class: str) -> Dataset:
+    """An empty instance of ``sop_class`` with fresh UIDs and Part 10 file meta."""
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"  # DX For Presentation
+    meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
     ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    return ds
+
+
+def dx12_dataset(pixels: np.ndarray) -> Dataset:
+    """A 12-bit Digital X-Ray (For Presentation) header such as a modality writes."""
+    ds = new_instance("1.2.840.10008.5.1.4.1.1.1.1")  # DX For Presentation
     ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Corpus^Chest", "C-1", "", "O"
     ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20240102", "101500", "1", ""
     ds.ReferringPhysicianName = ""
@@ -184,14 +190,7 @@ def build_multi_frame_corpus(folder: Path) -> dict[str, tuple[Path, str]]:
 
 def waveform_file(path: Path) -> Path:
     """A 12-lead ECG object: DICOM, with a waveform and no pixel data."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.9.1.1"  # 12-lead ECG Waveform
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds = new_instance("1.2.840.10008.5.1.4.1.1.9.1.1")  # 12-lead ECG Waveform
     ds.PatientID, ds.Modality = "ECG-1", "ECG"
     channel = Dataset()
     channel.NumberOfWaveformChannels, channel.NumberOfWaveformSamples = 1, 4
