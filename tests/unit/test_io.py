@@ -1117,3 +1117,13 @@ def test_jpeg2000_too_small_for_openjpeg_is_written_uncompressed(tmp_path):
     small.file_meta.TransferSyntaxUID = JPEG2000Lossless
     syntax, note = output_transfer_syntax(small)
     assert syntax == ExplicitVRLittleEndian and "32 pixels" in note
+
+
+def test_sniffing_odd_files_stays_quiet(tmp_path, capfd):
+    odd = tmp_path / "IM0009"
+    odd.write_bytes(b"\x08\x00\x05\x00" + bytes(range(256)) * 4)  # starts like a raw data set
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning that escapes fails the test
+        assert not is_supported_path(odd)
+        assert not is_dicomdir(odd)
+    assert capfd.readouterr().err == ""

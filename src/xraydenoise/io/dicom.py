@@ -719,10 +719,11 @@ def is_dicom_file(path: str | Path) -> bool:
     if len(head) < 8 or head[:2] not in (b"\x08\x00", b"\x00\x08", b"\x02\x00"):
         return False
     try:
-        ds = pydicom.dcmread(p, force=True, stop_before_pixels=True)
+        with library_messages_to_debug():  # a folder scan must stay quiet about odd files
+            ds = pydicom.dcmread(p, force=True, stop_before_pixels=True)
+            return _plausible(ds)  # inside: converting raw elements warns too
     except Exception:
         return False
-    return _plausible(ds)
 
 
 def is_dicomdir(path: str | Path) -> bool:
@@ -737,7 +738,8 @@ def is_dicomdir(path: str | Path) -> bool:
     if _head(p)[128:132] != b"DICM":
         return False
     try:
-        meta = pydicom.filereader.read_file_meta_info(p)
+        with library_messages_to_debug():
+            meta = pydicom.filereader.read_file_meta_info(p)
     except Exception:
         return False
     return str(meta.get("MediaStorageSOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY
