@@ -179,7 +179,8 @@ class Image:
         -------
         Image
             ``round(clip(array, 0, 1) * max_value)`` in the original integer dtype, or
-            clipped float32 for float images.
+            clipped float32 for float images; DICOM padding pixels (see ``padding``)
+            keep their original values.
 
         Raises
         ------
