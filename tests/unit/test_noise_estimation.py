@@ -44,7 +44,7 @@ def test_constant_correlated_noise_on_a_smooth_image(spec: str, family) -> None:
     # what the blocks showed is the kernel's autocorrelation through the quadratic detrending
     from xraydenoise.noise.estimate import _half_plane_lags, _model_pattern
 
-    variance, lags, _ = _model_pattern("gauss" if family is GaussianKernel else "exp", model.kernel.width, 16, 3)
+    variance, lags = _model_pattern("gauss" if family is GaussianKernel else "exp", model.kernel.width, 16, 3)
     measured = [found.measured_autocorrelation[3 + dy, 3 + dx] for dy, dx in _half_plane_lags(3)]
     np.testing.assert_allclose(measured, lags / variance, atol=0.03)
 
@@ -107,3 +107,10 @@ def test_on_dev_radiograph_crops(spec: str, max_mean_error: float, max_width_err
         widths.append(found.kernel.width - model.kernel.width)
     assert abs(np.mean(errors)) < max_mean_error, errors
     assert abs(np.mean(widths)) < max_width_error, widths
+
+
+def test_smallest_image_and_bad_options() -> None:
+    found = estimate_noise(parse_noise("20@gauss:1").sample(_ramp(32), seed=6))
+    assert np.isfinite(found.s) and found.s > 0
+    with pytest.raises(ValueError, match="keep_quantile"):
+        estimate_noise(_ramp(64), keep_quantile=0)
