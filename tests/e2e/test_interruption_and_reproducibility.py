@@ -67,8 +67,8 @@ def test_network_inference_on_the_cpu_is_deterministic(tiny_weights, chest_image
     from xraydenoise.denoisers import NetworkDenoiser
 
     image = np.ascontiguousarray(chest_image[:300, :300])
-    first = NetworkDenoiser(tiny_weights, tile=256, overlap=32)(image)
-    second = NetworkDenoiser(tiny_weights, tile=256, overlap=32)(image)
+    first = NetworkDenoiser(tiny_weights, tile=256, margin=32)(image)
+    second = NetworkDenoiser(tiny_weights, tile=256, margin=32)(image)
     assert np.array_equal(first, second)
 
 

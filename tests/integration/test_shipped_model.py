@@ -51,7 +51,7 @@ def test_self_ensemble_undoes_each_rotation_and_flip(chest_image):
     """With an identity network the 8-way ensemble must give the input back, pixel for pixel."""
     from xraydenoise.denoisers import NetworkDenoiser
 
-    net = NetworkDenoiser(ensemble=True, tile=64, overlap=16)
+    net = NetworkDenoiser(ensemble=True, tile=64, margin=16)
     net.backend.run = lambda image, noise_map=None: image  # an identity "network"
     crop = chest_image[100:197, 300:431]  # odd, non-square: rotations swap height and width
     assert np.array_equal(net(crop), crop)
