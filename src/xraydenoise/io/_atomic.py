@@ -18,6 +18,66 @@ from xraydenoise.io._messages import one_line
 
 #: Temporary files are hidden and carry this suffix so that a folder scan never picks them up.
 PARTIAL_SUFFIX = ".partial"
+#: Characters of the target's name kept in its temporary name: a file name may be 255 bytes,
+#: and the temporary one adds a dot, the writer's process id, a random part and the suffix.
+_NAME_CHARS_IN_PARTIAL = 180
+
+
+def partial_prefix(target: Path) -> str:
+    """Start of the name of every temporary file written for ``target`` (hidden, in its folder)."""
+    return f".{Path(target).name[:_NAME_CHARS_IN_PARTIAL]}."
+
+
+def _lock(fd: int, *, wait: bool) -> bool:
+    """Exclusive advisory lock on an open file; held until the descriptor is closed, also when
+    the process is killed. Where there are no POSIX locks, claims nothing and succeeds."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except OSError:
+        return False
+    return True
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_partials(target: Path) -> int:
+    """Delete temporary files that a killed writer left for ``target``; returns how many.
+
+    A temporary file is stale when the process named in it is gone and nobody holds its lock,
+    so a second run writing into the same folder never loses a file that is being written.
+    """
+    target = Path(target)
+    prefix = partial_prefix(target)
+    removed = 0
+    try:
+        entries = [e for e in os.scandir(target.parent) if e.name.startswith(prefix) and e.name.endswith(PARTIAL_SUFFIX)]
+    except OSError:  # no folder yet: nothing to clean
+        return 0
+    for entry in entries:
+        pid_text = entry.name[len(prefix):].split("-", 1)[0]
+        if pid_text.isdigit() and _process_alive(int(pid_text)):
+            continue
+        with contextlib.suppress(OSError):
+            fd = os.open(entry.path, os.O_RDONLY)
+            try:
+                if _lock(fd, wait=False):
+                    os.unlink(entry.path)
+                    removed += 1
+            finally:
+                os.close(fd)
+    return removed
 
 
 def _new_file_mode(target: Path) -> int:
@@ -89,9 +149,12 @@ def atomic_write(target: Path, write: Callable[[BinaryIO], None], *, overwrite: 
         raise ImageWriteError(f"{target}: cannot create folder {folder}: {one_line(exc)}") from exc
 
     tmp_name: str | None = None
+    lock_fd: int | None = None
     try:
-        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=PARTIAL_SUFFIX)
-        os.close(fd)
+        # The process id in the name and a lock held until the rename tell a concurrent run's
+        # cleanup (remove_stale_partials) that this file is alive.
+        lock_fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f"{partial_prefix(target)}{os.getpid()}-", suffix=PARTIAL_SUFFIX)
+        _lock(lock_fd, wait=True)
         # Reopened by name: some encoders (tifffile) want a file object whose .name is a path.
         with open(tmp_name, "r+b") as fh:
             write(fh)
@@ -111,6 +174,8 @@ def atomic_write(target: Path, write: Callable[[BinaryIO], None], *, overwrite: 
         if tmp_name is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp_name)
+        if lock_fd is not None:
+            os.close(lock_fd)
     _fsync_dir(folder)
     return target
 
