@@ -5,6 +5,7 @@ Every error a user can cause ends in one line on stderr and exit code 2, never a
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -13,16 +14,19 @@ import typer
 from rich.console import Console
 
 from .errors import XRayDenoiseError
+from .inference import MIN_TILE
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help shown as typed: "pg:A:S" is not an emoji code, [x] not a tag
     help="Denoise X-ray radiographs (PNG, TIFF, DICOM) with a pretrained network or classical filters, and measure it.",
 )
 # markup off: messages carry file names and extras like "xraydenoise[bm3d]" that rich would eat as tags
-console = Console(stderr=True, markup=False, highlight=False)
-out = Console(markup=False, highlight=False)
+# emoji off: a file named "scan:ok:.png" is printed as it is
+console = Console(stderr=True, markup=False, highlight=False, emoji=False)
+out = Console(markup=False, highlight=False, emoji=False)
 
 EXIT_BAD_INPUT = 2
 #: Weights formats that are Python pickles (torch.save, Lightning, pickle): never loaded.
@@ -38,8 +42,8 @@ def _sigma(value: Optional[float]) -> Optional[float]:
     """--sigma is in grey levels of an 8-bit scale (the literature's "sigma 25" = 25/255)."""
     if value is None:
         return None
-    if value < 0:
-        fail(f"--sigma must be >= 0, got {value}")
+    if not (math.isfinite(value) and 0 <= value <= 255):
+        fail(f"--sigma must be a number of grey levels from 0 to 255, got {value}")
     return value / 255.0
 
 
@@ -49,14 +53,18 @@ def denoise(
     out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder; folder inputs are mirrored below it."),
     method: str = typer.Option("network", "--method", "-m", help="network (the shipped pretrained network), a .safetensors/.onnx file, or a classical filter: gaussian, median, wavelet, tv, nlm, bm3d."),
     sigma: Optional[float] = typer.Option(None, help="Noise std in 8-bit grey levels (25 = 25/255). Default: blind (network) or estimated (filters)."),
-    backend: str = typer.Option("torch", help="Network backend: torch or onnxruntime."),
-    tile: Optional[int] = typer.Option(None, help="Tile side in pixels (default: chosen from image size and free memory)."),
-    workers: int = typer.Option(1, min=1, help="Parallel worker processes."),
+    backend: Optional[str] = typer.Option(None, help="Network backend: torch (default) or onnxruntime."),
+    tile: Optional[int] = typer.Option(None, help=f"Network tile side in pixels, at least {MIN_TILE} (default: chosen from image size and free memory; the result does not depend on it)."),
+    workers: int = typer.Option(1, min=1, help="Parallel worker processes (at most one per file)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that already exist (default: skip them, so a rerun resumes)."),
     output_format: Optional[str] = typer.Option(None, "--format", help="Write png, tiff or dcm instead of the input's format."),
 ) -> None:
-    """Denoise radiographs, writing each output in the format it was read (bit depth and DICOM header kept)."""
-    from .batch import collect_jobs, run_batch
+    """Denoise radiographs, writing each output in the format it was read (bit depth and DICOM header kept).
+
+    Every output is planned before anything runs: the run is refused when an output would
+    overwrite an input or two inputs would share an output.
+    """
+    from .batch import OutputCollisionError, plan_jobs, run_batch
     from .denoisers import is_network
 
     suffix = None
@@ -67,36 +75,61 @@ def denoise(
     if Path(method).suffix.lower() in PICKLE_SUFFIXES:
         fail(f"{method}: {Path(method).suffix} weights are pickles, which can run code, and are never loaded; "
              "use a .safetensors file (with its .json model card) or .onnx")
+    sigma_unit = _sigma(sigma)
+    network = is_network(method)
+    if tile is not None and tile < MIN_TILE:
+        fail(f"--tile must be at least {MIN_TILE} pixels (or left out for automatic), got {tile}")
+    if backend is not None and backend not in ("torch", "onnxruntime"):
+        fail(f"--backend must be torch or onnxruntime, got {backend!r}")
+    if not network and (backend is not None or tile is not None):
+        fail(f"--backend and --tile apply to networks; the {method} filter does not use them")
+    options = {k: v for k, v in {"backend": backend, "tile": tile}.items() if v is not None} if network else {}
     try:
         from .denoisers import get_denoiser
 
-        options = {"backend": backend, "tile": tile} if is_network(method) else {}
-        if not is_network(method):
+        if not network:
             get_denoiser(method)  # unknown methods fail before any file is touched
+        plan = plan_jobs(inputs, out_dir, suffix=suffix)
+    except OutputCollisionError as exc:
+        for line in exc.lines:
+            console.print(f"error: {line}", soft_wrap=True)
+        console.print(f"nothing was written: {len(exc.lines)} output conflict(s)", soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     except XRayDenoiseError as exc:
         fail(str(exc))
-    jobs, problems = collect_jobs(inputs, out_dir, suffix=suffix)
-    for path, reason in problems:
-        console.print(f"error: {path}: {reason}", highlight=False, soft_wrap=True)
-    if not jobs:
-        if problems:  # each input already has its one error line
+    if network and sigma_unit is not None and method in ("network", "network-x8"):
+        console.print("note: the shipped network is blind and estimates the noise itself; --sigma is not used", soft_wrap=True)
+    for path, reason in plan.problems:
+        console.print(f"error: {path}: {reason}", soft_wrap=True)
+    for note in plan.notes:
+        console.print(f"note: {note}", soft_wrap=True)
+    if not plan.jobs:
+        if plan.problems:  # each input already has its one error line
             raise typer.Exit(EXIT_BAD_INPUT)
         fail("nothing to denoise")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        fail(f"{out_dir}: cannot create output folder ({exc.strerror})")
-    report = run_batch(
-        jobs,
-        method=method,
-        sigma=_sigma(sigma),
-        options=options,
-        overwrite=overwrite,
-        workers=workers,
-        on_failure=lambda msg: console.print(f"error: {msg}", highlight=False, soft_wrap=True),
-    )
-    failed = len(report.failed) + len(problems)
-    console.print(f"{len(report.done)} denoised, {len(report.skipped)} skipped (already done), {failed} failed", highlight=False)
+        fail(f"{out_dir}: cannot create output folder ({exc.strerror or exc})")
+    try:
+        report = run_batch(
+            plan.jobs,
+            method=method,
+            sigma=sigma_unit,
+            options=options,
+            overwrite=overwrite,
+            workers=workers,
+            on_failure=lambda msg: console.print(f"error: {msg}", soft_wrap=True),
+        )
+    except XRayDenoiseError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the workers are already gone
+        from .batch import Terminated
+
+        console.print("interrupted: every output written so far is complete; rerun the same command to finish", soft_wrap=True)
+        raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
+    failed = len(report.failed) + len(plan.problems)
+    console.print(f"{len(report.done)} denoised, {len(report.skipped)} skipped (already done), {failed} failed")
     if failed:
         raise typer.Exit(EXIT_BAD_INPUT)
 
@@ -170,6 +203,8 @@ def evaluate(
 
     if split not in ("train", "val", "test"):
         fail(f"--split must be train, val or test, got {split!r}")
+    if size < 0 or limit < 0:
+        fail(f"--size and --limit must be >= 0 (0: native size / all images), got {size} and {limit}")
     try:
         records = get_split(split) if data is None else make_splits(read_dataset(data))[split]
         if limit:
@@ -235,6 +270,8 @@ def export(
     """Export a network to ONNX with dynamic height and width."""
     if format != "onnx":
         fail(f"--format must be onnx, got {format!r}")
+    if output.is_dir():
+        fail(f"{output}: is a folder; give the path of the .onnx file to write")
     try:
         from .export import export_onnx
 

@@ -13,13 +13,19 @@ Names:
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from numbers import Real
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from .errors import ConfigError
-from .inference import DEFAULT_OVERLAP, OnnxBackend, TorchBackend, choose_tile_size, tile_inference
+from .errors import ConfigError, WeightsError, XRayDenoiseError
+from .inference import DEFAULT_MARGIN, OnnxBackend, TorchBackend, choose_tile_size, pad_to, tile_inference
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .io import Image
 
 Denoiser = Callable[[np.ndarray, "float | None"], np.ndarray]
 
@@ -39,7 +45,9 @@ class NetworkDenoiser:
     ----------
     weights : path to ``.safetensors`` (with its ``.json`` model card) or ``.onnx``; None for the shipped model.
     backend : ``"torch"`` or ``"onnxruntime"``. With ``.onnx`` weights the backend is ONNX Runtime.
-    tile : tile side in pixels; None chooses it from the image and the free memory.
+    tile : tile side in pixels; None chooses it from the image and the free memory. The output
+        does not depend on it (see :func:`~xraydenoise.inference.tile_inference`).
+    margin : context around each tile's core, at least the network's receptive-field radius.
     fast : PyTorch only: bf16 autocast and channels-last where the CPU has bf16 instructions.
     ensemble : average the outputs for the 8 rotations and flips of the image (8x the time).
 
@@ -56,19 +64,27 @@ class NetworkDenoiser:
         *,
         backend: str = "torch",
         tile: int | None = None,
-        overlap: int = DEFAULT_OVERLAP,
+        margin: int = DEFAULT_MARGIN,
         threads: int | None = None,
         fast: bool = False,
         ensemble: bool = False,
     ) -> None:
+        if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile <= 2 * margin):
+            raise ConfigError(f"tile must be an integer above twice the margin ({2 * margin}), got {tile!r}")
         if weights is not None and Path(weights).suffix.lower() == ".onnx":
             backend = "onnxruntime"
         if backend == "onnxruntime":
-            if weights is None or Path(weights).suffix != ".onnx":
+            if weights is None or Path(weights).suffix.lower() != ".onnx":
                 from .export import ensure_onnx
 
-                weights = ensure_onnx(weights)
-            self.backend = OnnxBackend(weights, threads=threads)
+                exported = ensure_onnx(weights)
+                try:
+                    self.backend = OnnxBackend(exported, threads=threads)
+                except WeightsError:  # a damaged cached export is rebuilt once, not trusted
+                    exported.unlink(missing_ok=True)
+                    self.backend = OnnxBackend(ensure_onnx(weights), threads=threads)
+            else:
+                self.backend = OnnxBackend(weights, threads=threads)
             self.card = dict(self.backend.card)
         elif backend == "torch":
             from .errors import MissingDependencyError
@@ -91,7 +107,7 @@ class NetworkDenoiser:
         else:
             raise ConfigError(f"unknown backend {backend!r}; use torch or onnxruntime")
         self.tile = tile
-        self.overlap = overlap
+        self.margin = margin
         self.ensemble = ensemble
         self.name = str(self.card.get("name", "network"))
 
@@ -99,12 +115,18 @@ class NetworkDenoiser:
     def uses_noise_map(self) -> bool:
         return self.backend.uses_noise_map
 
+    def _tiled(self, image: np.ndarray, noise_map: np.ndarray | None, tile: int) -> np.ndarray:
+        out = tile_inference(self.backend.run, image, noise_map=noise_map, tile=tile, margin=self.margin,
+                             multiple=self.backend.multiple)
+        if out.shape != image.shape:  # a foreign ONNX graph may crop or resize
+            raise XRayDenoiseError(f"network {self.name} returned shape {out.shape} for an image of shape {image.shape}")
+        return out
+
     def _run(self, image: np.ndarray, noise_map: np.ndarray | None) -> np.ndarray:
         height, width = image.shape
         tile = self.tile or choose_tile_size(height, width)
         if not self.ensemble:
-            out = tile_inference(self.backend.run, image, noise_map=noise_map, tile=tile, overlap=self.overlap)
-            return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
+            return np.clip(self._tiled(image, noise_map, tile), 0.0, 1.0).astype(np.float32, copy=False)
         # Self-ensemble: the network is not exactly rotation/flip equivariant, so its errors on
         # the 8 transformed copies are partly independent and their mean is closer to the truth.
         out = np.zeros((height, width), dtype=np.float64)
@@ -112,7 +134,7 @@ class NetworkDenoiser:
             for flip in (False, True):
                 transformed = _dihedral(image, turns, flip)
                 transformed_map = None if noise_map is None else _dihedral(noise_map, turns, flip)
-                result = tile_inference(self.backend.run, transformed, noise_map=transformed_map, tile=tile, overlap=self.overlap)
+                result = self._tiled(transformed, transformed_map, tile)
                 result = np.rot90(result, -turns)
                 out += result[:, ::-1] if flip else result
         return np.clip(out / 8, 0.0, 1.0).astype(np.float32)
@@ -147,21 +169,92 @@ def list_methods() -> list[str]:
     return list(CLASSICAL_METHODS) + list(NETWORK_ALIASES)
 
 
+#: Images smaller than this on a side are padded for the filters (BM3D's blocks are 8 px, NLM's
+#: patches 7 px) and cropped back, so a 1x1 or 1xN image goes through every method.
+MIN_SIDE = 16
+#: Float images whose values stay within this range are on the [0, 1] scale (unclipped noise
+#: overshoots 0 and 1); anything wider holds raw units (detector counts) and is rescaled.
+FLOAT_UNIT_RANGE = (-1.0, 2.0)
+
+
+def check_sigma(sigma: object) -> float | None:
+    """``sigma`` as a float on the [0, 1] scale, or None; anything else is a one-line ConfigError."""
+    if sigma is None:
+        return None
+    if isinstance(sigma, bool) or not isinstance(sigma, Real):
+        raise ConfigError(f"sigma must be a number on the [0, 1] scale or None, got {type(sigma).__name__} {sigma!r}")
+    value = float(sigma)
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise ConfigError(f"sigma must be between 0 and 1 (the image's full range), got {value:g}")
+    return value
+
+
+def run_denoiser(denoiser: Denoiser, image: np.ndarray, sigma: float | None) -> np.ndarray:
+    """Call ``denoiser`` on a float32 [0, 1] image, padding tiny images and checking the result."""
+    height, width = image.shape
+    padded = pad_to(image, max(height, MIN_SIDE), max(width, MIN_SIDE))
+    result = np.asarray(denoiser(padded, sigma))
+    if result.shape != padded.shape:
+        raise XRayDenoiseError(f"the denoiser returned shape {result.shape} for an image of shape {padded.shape}")
+    result = result[:height, :width]
+    if not np.isfinite(result).all():
+        raise XRayDenoiseError("the denoiser returned NaN or Inf")
+    return result.astype(np.float32, copy=False)
+
+
+def denoise_image(image: Image, denoiser: Denoiser, sigma: float | None = None) -> Image:
+    """Denoise an :class:`~xraydenoise.io.Image` on its own range; returns an Image like it.
+
+    Integer images are scaled by their ``max_value`` (4095 for 12-bit DICOM). Float images
+    within :data:`FLOAT_UNIT_RANGE` are taken as [0, 1]; wider ones (raw counts) are mapped
+    from their own min..max to [0, 1], denoised and mapped back, so the result keeps the
+    input's units (``sigma`` is then a fraction of that min..max range).
+    """
+    where = f"{image.source_path}: " if image.source_path else ""
+    values = image.to_float()
+    if not np.isfinite(values).all():
+        raise XRayDenoiseError(f"{where}image contains NaN or Inf")
+    sigma = check_sigma(sigma)
+    if not values.size:
+        raise XRayDenoiseError(f"{where}image is empty")
+    low, high = float(values.min()), float(values.max())
+    raw_units = image.is_float and not (FLOAT_UNIT_RANGE[0] <= low and high <= FLOAT_UNIT_RANGE[1])
+    if not raw_units:
+        return image.with_float(run_denoiser(denoiser, values, sigma))
+    span = high - low
+    if span == 0:  # a constant image has no noise to remove
+        return dataclasses.replace(image, pixels=image.pixels.copy())
+    result = run_denoiser(denoiser, ((values - low) / span).astype(np.float32), sigma)
+    return dataclasses.replace(image, pixels=(result.astype(np.float64) * span + low).astype(np.float32))
+
+
 _NETWORK_CACHE: dict[tuple, NetworkDenoiser] = {}
 
 
 def get_denoiser(name: str, **network_options) -> Denoiser:
-    """Look a method up by name; networks are loaded once and reused."""
+    """Look a method up by name; networks are loaded once and reused.
+
+    ``network_options`` (backend, tile, fast, ...) apply to networks only: given with a
+    classical filter, or unknown, they are a ConfigError rather than silently ignored.
+    """
+    if not isinstance(name, str):
+        raise ConfigError(f"method must be a name or a weights path, got {type(name).__name__}")
     if is_network(name):
         weights = NETWORK_ALIASES.get(name, name)
         network_options = {**NETWORK_ALIAS_OPTIONS.get(name, {}), **network_options}
         key = (weights, tuple(sorted(network_options.items())))
         if key not in _NETWORK_CACHE:
-            _NETWORK_CACHE[key] = NetworkDenoiser(weights, **network_options)
+            try:
+                _NETWORK_CACHE[key] = NetworkDenoiser(weights, **network_options)
+            except TypeError as exc:  # an unknown option name
+                raise ConfigError(f"bad network option: {exc}") from None
         return _NETWORK_CACHE[key]
     from .classical import get_classical
 
-    return get_classical(name)
+    method = get_classical(name)
+    if network_options:
+        raise ConfigError(f"{', '.join(sorted(network_options))}: network options, not used by the {name} filter")
+    return method
 
 
 def denoise_with_noise(name: str, noisy: np.ndarray, noise, **network_options) -> np.ndarray:

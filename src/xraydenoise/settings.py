@@ -31,6 +31,10 @@ def cache_dir() -> Path:
     """Folder for cached results: ``$XRAYDENOISE_CACHE`` or ``<project>/cache``."""
     env = os.environ.get(CACHE_ENV)
     path = Path(env).expanduser() if env else PROJECT_ROOT / "cache"
+    if path.exists() and not path.is_dir():
+        from .errors import ConfigError
+
+        raise ConfigError(f"{path}: the cache folder ({CACHE_ENV}) is a file, not a folder")
     return path.resolve()
 
 

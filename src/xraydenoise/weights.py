@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import WeightsError
+from .io._messages import one_line
 from .settings import PACKAGE_DIR
 
 SHIPPED_DIR = PACKAGE_DIR / "pretrained"
@@ -94,10 +95,15 @@ def load_model(path: str | Path | None = None):
     path = Path(path) if path is not None else shipped_weights()
     card = read_card(path)
     state = load_state(path)
+    options = card.get("options", {})
+    if not isinstance(options, dict):
+        raise WeightsError(f"{card_path(path)}: model card 'options' must be an object, got {type(options).__name__}")
     try:
-        model = create_model(card["architecture"], **card.get("options", {}))
+        model = create_model(card["architecture"], **options)
     except ConfigError as exc:
         raise WeightsError(f"{path}: model card describes an unknown network ({exc})") from None
+    except (TypeError, ValueError, RuntimeError) as exc:  # e.g. "channels": "32" reaches torch
+        raise WeightsError(f"{card_path(path)}: model card options {options} do not build a {card['architecture']} ({one_line(exc)})") from None
     state = {k: v.float() for k, v in state.items()}
     try:
         model.load_state_dict(state, strict=True)

@@ -133,6 +133,31 @@ def dicom_jpeg2000_junk(d: Path, px) -> Setup:
                  r"transfer syntax JPEG 2000 .*1\.2\.840\.10008\.1\.2\.4\.90.*cannot be decoded")
 
 
+def output_overwrites_another_input(d: Path, px) -> Setup:
+    # scan.png's output as TIFF would land on the 16-bit input scan.tif.
+    import tifffile
+
+    png = write_png(d / "in" / "scan.png", px)
+    tif = d / "in" / "scan.tif"
+    tifffile.imwrite(tif, px.astype(np.uint16) * 257, photometric="minisblack")
+    return Setup(denoise(d / "in", d / "in", "--format", "tiff", "--overwrite"), [png, tif], r"(would overwrite the input .*scan\.tif|output path .*scan\.tif equals the input)")
+
+
+def two_inputs_share_an_output(d: Path, px) -> Setup:
+    write_png(d / "a" / "scan.png", px)
+    second = write_png(d / "b" / "scan.png", px[::-1])
+    return Setup(denoise([d / "a" / "scan.png", second], d / "out"), [second], r"also the output of .*common folder")
+
+
+def format_change_merges_two_inputs(d: Path, px) -> Setup:
+    import tifffile
+
+    write_png(d / "in" / "scan.png", px)
+    tif = d / "in" / "scan.tif"
+    tifffile.imwrite(tif, px, photometric="minisblack")
+    return Setup(denoise(d / "in", d / "out", "--format", "png"), [tif], r"also the output of .*own format")
+
+
 def colour_png(d: Path, px) -> Setup:
     # A radiograph with a red annotation box, as exported from a viewer.
     rgb = np.repeat(px[..., None], 3, axis=2)
@@ -192,20 +217,20 @@ def output_folder_is_an_input_file(d: Path, px) -> Setup:
 
 def output_file_is_the_input(d: Path, px) -> Setup:
     good = write_png(d / "a.png", px)
-    return Setup(denoise(good, d, "--overwrite"), [good], r"output path equals the input")
+    return Setup(denoise(good, d, "--overwrite"), [good], r"output path .* equals the input")
 
 
 def output_folder_is_the_input_folder(d: Path, px) -> Setup:
     a = write_png(d / "scans" / "a.png", px)
     b = write_png(d / "scans" / "sub" / "b.png", px[::-1])
-    return Setup(denoise(d / "scans", d / "scans", "--overwrite"), [a, b], r"output path equals the input")
+    return Setup(denoise(d / "scans", d / "scans", "--overwrite"), [a, b], r"output path .* equals the input")
 
 
 def output_is_a_link_to_the_input(d: Path, px) -> Setup:
     good = write_png(d / "a.png", px)
     (d / "out").mkdir()
     (d / "out" / "a.png").symlink_to(good)
-    return Setup(denoise(good, d / "out", "--overwrite"), [d / "out" / "a.png"], r"output path equals the input")
+    return Setup(denoise(good, d / "out", "--overwrite"), [good], r"output path .*out/a\.png equals the input")
 
 
 def output_name_taken_by_a_folder(d: Path, px) -> Setup:
@@ -327,6 +352,9 @@ REFUSED: list[Callable[[Path, np.ndarray], Setup]] = [
     float_tiff_nan_inf,
     empty_folder,
     missing_input,
+    output_overwrites_another_input,
+    two_inputs_share_an_output,
+    format_change_merges_two_inputs,
     output_parent_is_a_file,
     output_folder_is_an_input_file,
     output_file_is_the_input,
