@@ -41,8 +41,23 @@ def detail_window(image: np.ndarray, size: int) -> tuple[int, int]:
     return corner
 
 
+#: Panels per row of the example figure: with the 9 panels of the report (noisy, 7 methods,
+#: clean) two rows of 5 keep each panel near 300 px wide at the figure's dpi, instead of
+#: 140 px in one row, so the texture a method leaves or removes can be seen.
+EXAMPLE_COLUMNS = 5
+#: Side of one panel in inches (at dpi 110: about 300 px).
+EXAMPLE_PANEL_INCHES = 2.8
+#: Top of the error colour scale, on the [0, 1] intensity scale.
+ERROR_MAX = 0.15
+
+
 def example_figure(clean: np.ndarray, noisy: np.ndarray, outputs: dict[str, np.ndarray], title: str, path: Path) -> Path:
-    """Noisy / each method / clean, a zoomed inset of fine detail below, and |output - clean| maps."""
+    """Noisy / each method / clean, a zoomed inset of fine detail below, and |output - clean| maps.
+
+    The panels are laid out :data:`EXAMPLE_COLUMNS` to a row; each row of panels has three
+    lines (the image with the zoom window marked, the zoom, the error map), and each error
+    line has its colour bar, so the error maps can be read in grey levels.
+    """
     from matplotlib.patches import Rectangle
 
     plt = _plt()
@@ -51,20 +66,47 @@ def example_figure(clean: np.ndarray, noisy: np.ndarray, outputs: dict[str, np.n
     panels = [("noisy", noisy)] + list(outputs.items()) + [("clean", clean)]
     zoom = max(32, min(clean.shape) // 5)
     top, left = detail_window(clean, zoom)
-    cols = len(panels)
-    fig, axes = plt.subplots(3, cols, figsize=(1.9 * cols, 6.2))
-    for col, (name, img) in enumerate(panels):
-        label = name if name == "clean" else f"{name}\n{psnr(clean, np.clip(img, 0, 1)):.2f} dB / {ssim(clean, np.clip(img, 0, 1)):.3f}"
-        axes[0, col].imshow(img, cmap="gray", vmin=0, vmax=1)
-        axes[0, col].add_patch(Rectangle((left, top), zoom, zoom, fill=False, edgecolor="yellow", linewidth=1))
-        axes[0, col].set_title(label, fontsize=7)
-        axes[1, col].imshow(img[top : top + zoom, left : left + zoom], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        axes[2, col].imshow(np.abs(img - clean), cmap="magma", vmin=0, vmax=0.15)
-        for row in range(3):
+    cols = min(EXAMPLE_COLUMNS, len(panels))
+    groups = (len(panels) + cols - 1) // cols
+    aspect = clean.shape[0] / clean.shape[1]
+    # Row heights: full image (its own aspect), zoom (square), error map (the image's aspect).
+    ratios = [aspect, 1.0, aspect] * groups
+    side = EXAMPLE_PANEL_INCHES
+    fig, axes = plt.subplots(
+        3 * groups, cols + 1, squeeze=False,
+        figsize=(side * cols + 0.5, side * sum(ratios) + 0.45 * 3 * groups + 0.6),
+        gridspec_kw={"height_ratios": ratios, "width_ratios": [1.0] * cols + [0.05]},
+    )
+    error_image = None
+    for index, (name, img) in enumerate(panels):
+        group, col = divmod(index, cols)
+        row = 3 * group
+        shown = np.clip(img, 0, 1)
+        label = name if name == "clean" else f"{name}\n{psnr(clean, shown):.2f} dB / {ssim(clean, shown):.3f}"
+        axes[row, col].imshow(img, cmap="gray", vmin=0, vmax=1)
+        axes[row, col].add_patch(Rectangle((left, top), zoom, zoom, fill=False, edgecolor="yellow", linewidth=1))
+        axes[row, col].set_title(label, fontsize=10)
+        axes[row + 1, col].imshow(img[top : top + zoom, left : left + zoom], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        if name != "clean":  # the clean image's own error map is all zero: nothing to see
+            error_image = axes[row + 2, col].imshow(np.abs(img - clean), cmap="magma", vmin=0, vmax=ERROR_MAX)
+    for row in range(3 * groups):
+        for col in range(cols):
             axes[row, col].axis("off")
-    axes[1, 0].set_title("zoom", fontsize=7, loc="left")
-    axes[2, 0].set_title("|output - clean| (0 to 0.15)", fontsize=7, loc="left")
-    fig.suptitle(title, fontsize=9)
+        axes[row, cols].axis("off")
+    for group in range(groups):
+        row = 3 * group
+        axes[row + 1, 0].set_title("zoom", fontsize=9, loc="left")
+        axes[row + 2, 0].set_title("|output - clean|", fontsize=9, loc="left")
+        if error_image is not None:
+            bar_axis = axes[row + 2, cols]
+            bar_axis.axis("on")
+            bar = fig.colorbar(error_image, cax=bar_axis)
+            ticks = np.linspace(0, ERROR_MAX, 4)
+            bar.set_ticks(ticks)
+            # Both scales: the [0, 1] intensity the metrics use, and 8-bit grey levels.
+            bar.set_ticklabels([f"{t:.2f} ({t * 255:.0f}/255)" for t in ticks], fontsize=8)
+    fig.suptitle(title, fontsize=12)
+    fig.tight_layout()
     return _save(fig, path, dpi=110)
 
 
