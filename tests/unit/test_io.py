@@ -1127,3 +1127,34 @@ def test_sniffing_odd_files_stays_quiet(tmp_path, capfd):
         assert not is_supported_path(odd)
         assert not is_dicomdir(odd)
     assert capfd.readouterr().err == ""
+
+
+# --------------------------------------------------------------------------- pixel spacing
+
+
+def test_pixel_spacing_survives_png_and_tiff_in_every_direction(tmp_path):
+    import PIL.Image
+
+    PIL.Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png", dpi=(254, 127))
+    tifffile.imwrite(tmp_path / "b.tif", np.zeros((8, 8), np.uint16), resolution=(50, 100), resolutionunit="CENTIMETER")
+    expected = {"a.png": (0.2, 0.1), "b.tif": (0.1, 0.2)}  # (rows, columns) in mm
+    for name, spacing in expected.items():
+        image = load_image(tmp_path / name)
+        assert np.allclose(image.pixel_spacing_mm, spacing), name
+        for suffix in (".png", ".tif"):
+            out = save_image(tmp_path / f"{name}{suffix}", image.with_float(image.to_float()))
+            assert np.allclose(load_image(out).pixel_spacing_mm, spacing, rtol=1e-4), (name, suffix)
+
+
+def test_dicom_pixel_spacing_reaches_png_and_an_uncalibrated_file_stays_uncalibrated(tmp_path):
+    import pydicom
+
+    dcm = save_image(tmp_path / "a.dcm", Image(np.zeros((8, 8), np.uint16), "png", 4095))
+    ds = pydicom.dcmread(dcm)
+    ds.ImagerPixelSpacing = [0.148, 0.15]
+    ds.save_as(dcm, enforce_file_format=True)
+    image = load_image(dcm)
+    assert np.allclose(image.pixel_spacing_mm, (0.148, 0.15))
+    assert np.allclose(load_image(save_image(tmp_path / "a.png", image)).pixel_spacing_mm, (0.148, 0.15), rtol=1e-4)
+    tifffile.imwrite(tmp_path / "plain.tif", np.zeros((8, 8), np.uint8), resolutionunit="NONE")
+    assert load_image(tmp_path / "plain.tif").pixel_spacing_mm is None

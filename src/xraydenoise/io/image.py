@@ -85,6 +85,10 @@ class Image:
         PixelPaddingRangeLimit), unmasked where a pixel is padding; shaped like ``frames``
         or ``pixels``. :meth:`with_float` and :meth:`map_frames` put these values back, so
         padding never takes denoised values.
+    pixel_spacing_mm : (float, float), optional
+        Size of a pixel (between rows, between columns) in millimetres, from a PNG's pHYs
+        (dpi), a TIFF's resolution tags or a DICOM's PixelSpacing / ImagerPixelSpacing; PNG and
+        TIFF outputs carry it on, so measurements on a denoised image stay calibrated.
 
     Notes
     -----
@@ -108,6 +112,7 @@ class Image:
     photometric: str = "MONOCHROME2"
     frames: np.ndarray | None = None
     padding: np.ma.MaskedArray | None = None
+    pixel_spacing_mm: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.frames is not None:
@@ -366,8 +371,21 @@ def _read_png(path: Path, limit: int) -> Image:
                 raise ImageReadError(f"{path}: animated PNG ({im.n_frames} frames) is not supported")
             im.load()  # decodes now, so a truncated file fails here and not later
             pixels = _pil_grey(path, im)
+            dpi = im.info.get("dpi")
     max_value = 255.0 if pixels.dtype == np.uint8 else 65535.0
-    return Image(pixels, "png", max_value, source_path=path)
+    spacing = _spacing_from_density(dpi[1], dpi[0], 25.4) if dpi else None
+    return Image(pixels, "png", max_value, source_path=path, pixel_spacing_mm=spacing)
+
+
+def _spacing_from_density(rows_per_unit: float, columns_per_unit: float, unit_mm: float) -> tuple[float, float] | None:
+    """Pixel spacing in mm from pixels per unit (dpi: unit 25.4 mm); None when not positive."""
+    try:
+        rows, columns = float(rows_per_unit), float(columns_per_unit)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    if not (rows > 0 and columns > 0 and np.isfinite(rows) and np.isfinite(columns)):
+        return None
+    return unit_mm / rows, unit_mm / columns
 
 
 def _pil_grey(path: Path, im: PIL.Image.Image) -> np.ndarray:
@@ -393,14 +411,15 @@ def _pil_grey(path: Path, im: PIL.Image.Image) -> np.ndarray:
     raise ImageReadError(f"{path}: PNG mode {mode} is not supported")
 
 
-def _write_png(fh: BinaryIO, values: np.ndarray, method: str | None) -> None:
+def _write_png(fh: BinaryIO, values: np.ndarray, method: str | None, spacing: tuple[float, float] | None) -> None:
     from PIL.PngImagePlugin import PngInfo
 
     info = PngInfo()
     info.add_text("Software", "xraydenoise")
     if method:
         info.add_text("Description", f"Denoised with xraydenoise {method}")
-    PIL.Image.fromarray(values).save(fh, format="PNG", pnginfo=info)
+    extra = {"dpi": (25.4 / spacing[1], 25.4 / spacing[0])} if spacing else {}
+    PIL.Image.fromarray(values).save(fh, format="PNG", pnginfo=info, **extra)
 
 
 # --------------------------------------------------------------------------- TIFF
@@ -440,6 +459,7 @@ def _read_tiff(path: Path, limit: int) -> Image:
             raise ImageReadError(f"{path}: truncated TIFF (image data past the end of the file)")
         arr = page.asarray()
         axes = page.axes
+        spacing = _tiff_spacing(page)
 
     if "S" in axes:
         arr = np.moveaxis(arr, axes.index("S"), -1)
@@ -471,7 +491,7 @@ def _read_tiff(path: Path, limit: int) -> Image:
                 raise ImageReadError(f"{path}: float TIFF values overflow float32 (contains NaN or Inf)")
         if photometric == P.MINISWHITE:
             raise ImageReadError(f"{path}: float TIFF with MinIsWhite photometric is not supported")
-        return Image(arr, "tiff", 1.0, source_path=path)
+        return Image(arr, "tiff", 1.0, source_path=path, pixel_spacing_mm=spacing)
     if arr.dtype not in _INT_MAX:
         raise ImageReadError(
             f"{path}: TIFF sample type {arr.dtype} is not supported (uint8, uint16 or float32)"
@@ -482,12 +502,32 @@ def _read_tiff(path: Path, limit: int) -> Image:
         arr = (max_value - arr).astype(arr.dtype)
         stored = "MONOCHROME1"
     return Image(np.ascontiguousarray(arr), "tiff", float(max_value), source_path=path,
-                 photometric=stored)
+                 photometric=stored, pixel_spacing_mm=spacing)
 
 
-def _write_tiff(fh: BinaryIO, values: np.ndarray, minis_white: bool, method: str | None) -> None:
+#: Millimetres per TIFF ResolutionUnit (2: inch, 3: centimetre; 1: no absolute unit).
+_TIFF_UNIT_MM = {2: 25.4, 3: 10.0}
+
+
+def _tiff_spacing(page: Any) -> tuple[float, float] | None:
+    tags = page.tags
+    unit = tags.get("ResolutionUnit")
+    unit_mm = _TIFF_UNIT_MM.get(int(unit.value) if unit is not None else 2)  # the TIFF default is inch
+    x, y = tags.get("XResolution"), tags.get("YResolution")
+    if unit_mm is None or x is None or y is None:
+        return None
+    try:
+        (xn, xd), (yn, yd) = x.value, y.value
+        return _spacing_from_density(yn / yd, xn / xd, unit_mm)
+    except (TypeError, ValueError, ZeroDivisionError):  # a malformed rational is no calibration
+        return None
+
+
+def _write_tiff(fh: BinaryIO, values: np.ndarray, minis_white: bool, method: str | None,
+                spacing: tuple[float, float] | None) -> None:
     if minis_white:
         values = (_INT_MAX[values.dtype] - values).astype(values.dtype)
+    extra = {"resolution": (10.0 / spacing[1], 10.0 / spacing[0]), "resolutionunit": "CENTIMETER"} if spacing else {}
     tifffile.imwrite(
         fh,
         values,
@@ -495,6 +535,7 @@ def _write_tiff(fh: BinaryIO, values: np.ndarray, minis_white: bool, method: str
         metadata=None,  # no tifffile JSON in ImageDescription
         software="xraydenoise",
         description=f"Denoised with xraydenoise {method}" if method else None,
+        **extra,
     )
 
 
@@ -510,7 +551,21 @@ def _read_dicom(path: Path, limit: int, all_frames: bool = False) -> Image:
         padding = np.ma.masked_array(pixels, mask=~found.padding)
     return Image(pixels[0] if frames is not None else pixels, "dicom", float(found.max_value),
                  source_path=path, dicom=found.dataset, photometric=found.photometric,
-                 frames=frames, padding=padding)
+                 frames=frames, padding=padding, pixel_spacing_mm=_dicom_spacing(found.dataset))
+
+
+def _dicom_spacing(ds: Any) -> tuple[float, float] | None:
+    """(row, column) spacing in mm: PixelSpacing (calibrated at the patient) before
+    ImagerPixelSpacing (at the detector), as a viewer measures."""
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = ds.get(keyword, None)
+        try:
+            rows, columns = (float(v) for v in value)
+        except (TypeError, ValueError):
+            continue
+        if rows > 0 and columns > 0:
+            return rows, columns
+    return None
 
 
 # --------------------------------------------------------------------------- public API
@@ -693,7 +748,7 @@ def save_image(
         values = _quantised(image, (1 << bits) - 1, np.uint8 if bits == 8 else np.uint16)
 
         def write(fh: BinaryIO) -> None:
-            _write_png(fh, values, method)
+            _write_png(fh, values, method, image.pixel_spacing_mm)
 
     elif fmt == "tiff":
         if image.is_float:
@@ -706,7 +761,7 @@ def save_image(
         minis_white = image.format == "tiff" and image.photometric == "MONOCHROME1" and not image.is_float
 
         def write(fh: BinaryIO) -> None:
-            _write_tiff(fh, values, minis_white, method)
+            _write_tiff(fh, values, minis_white, method, image.pixel_spacing_mm)
 
     else:
         source = image.dicom
