@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError, XRayDenoiseError
-from .io import SUPPORTED_SUFFIXES, is_supported_path, load_image, save_image
+from .io import SUPPORTED_SUFFIXES, dicomdir_referenced_files, is_dicomdir, is_supported_path, load_image, save_image
+from .io.dicom import output_transfer_syntax
 from .io._atomic import PARTIAL_SUFFIX, remove_stale_partials
 
 #: Magic numbers of the formats we write: an output without one is not a finished result.
@@ -57,6 +58,8 @@ class BatchReport:
     done: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    #: Distinct notes of the run (e.g. a transfer syntax written uncompressed), in order.
+    notes: list[str] = field(default_factory=list)
 
 
 class OutputCollisionError(XRayDenoiseError):
@@ -166,6 +169,14 @@ def plan_jobs(inputs: list[str], out_dir: Path, *, suffix: str | None = None) ->
                     plan.problems.append((path, f"folder contains no supported image ({', '.join(s[1:] for s in SUPPORTED_SUFFIXES)} or DICOM)"))
                 for file in files:
                     plan.jobs.append(Job(file, output_path(out_dir / file.relative_to(path), suffix)))
+            elif is_dicomdir(path):  # a DICOM medium's index: its images, mirrored from its folder
+                try:
+                    referenced = dicomdir_referenced_files(path)
+                except XRayDenoiseError as exc:
+                    plan.problems.append((path, str(exc).removeprefix(f"{path}: ")))
+                    continue
+                for file in referenced:
+                    plan.jobs.append(Job(file, output_path(out_dir / file.relative_to(path.parent), suffix)))
             else:
                 plan.jobs.append(Job(path, output_path(out_dir / path.name, suffix)))
     if counts["hidden"]:
@@ -270,24 +281,28 @@ def _method_label(method: str) -> str:
     return label.encode("ascii", "backslashreplace").decode("ascii")
 
 
-def process_one(job: Job, method: str, sigma: float | None, options: dict) -> None:
-    """Denoise one file into its planned output; raises XRayDenoiseError on bad input."""
+def process_one(job: Job, method: str, sigma: float | None, options: dict) -> str | None:
+    """Denoise one file into its planned output; raises XRayDenoiseError on bad input.
+
+    Returns the note of a DICOM output written in another transfer syntax than its input's
+    (the batch prints each distinct note once per run), else None.
+    """
     from .denoisers import denoise_image, get_denoiser
 
-    image = load_image(job.source)
+    image = load_image(job.source, all_frames=True)  # multi-frame DICOM: denoised frame by frame
     denoiser = _WORKER_DENOISER[1] if _WORKER_DENOISER and _WORKER_DENOISER[0] == method else get_denoiser(method, **options)
     save_image(job.target, denoise_image(image, denoiser, sigma), method=_method_label(method))
+    return output_transfer_syntax(image.dicom)[1] if image.format == "dicom" else None
 
 
-def _run_in_worker(job: Job, method: str, sigma: float | None, options: dict) -> str | None:
-    """None when written, else the reason it failed."""
+def _run_in_worker(job: Job, method: str, sigma: float | None, options: dict) -> tuple[str | None, str | None]:
+    """(None, note) when written, else (the reason it failed, None)."""
     try:
-        process_one(job, method, sigma, options)
-        return None
+        return None, process_one(job, method, sigma, options)
     except XRayDenoiseError as exc:
-        return str(exc)
+        return str(exc), None
     except Exception as exc:  # noqa: BLE001 - one broken file must not stop a batch of thousands
-        return f"{job.source}: unexpected error: {type(exc).__name__}: {exc}"
+        return f"{job.source}: unexpected error: {type(exc).__name__}: {exc}", None
 
 
 # --------------------------------------------------------------------------- the run
@@ -333,11 +348,12 @@ def run_batch(
     workers: int = 1,
     progress: bool = True,
     on_failure=None,
+    on_note=None,
 ) -> BatchReport:
     """Run planned jobs; outputs that exist are skipped unless ``overwrite``.
 
     ``workers`` is capped by the number of jobs to do. ``on_failure(message)`` is called for
-    each failure as it happens.
+    each failure as it happens, ``on_note(message)`` once for each distinct note.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -359,7 +375,12 @@ def run_batch(
         for _, message in report.failed:
             on_failure(message)
 
-    def record(job: Job, failure: str | None) -> None:
+    def record(job: Job, outcome: tuple[str | None, str | None]) -> None:
+        failure, note = outcome
+        if note and note not in report.notes:
+            report.notes.append(note)
+            if on_note:
+                on_note(note)
         if failure is None:
             report.done.append(job.target)
         else:
@@ -378,8 +399,8 @@ def run_batch(
                 record(job, _run_in_worker(job, method, sigma, options))
                 bar.advance(task)
         else:
-            def advance(job: Job, failure: str | None) -> None:
-                record(job, failure)
+            def advance(job: Job, outcome: tuple[str | None, str | None]) -> None:
+                record(job, outcome)
                 bar.advance(task)
 
             _run_pool(todo, workers, method, sigma, options, advance)
@@ -387,7 +408,7 @@ def run_batch(
 
 
 def _run_pool(todo: list[Job], workers: int, method: str, sigma: float | None, options: dict, done) -> None:
-    """Run ``todo`` on ``workers`` processes, calling ``done(job, failure)`` for each job.
+    """Run ``todo`` on ``workers`` processes, calling ``done(job, (failure, note))`` for each job.
 
     At most two jobs per worker are queued at a time, so an interruption leaves little
     behind. When a worker dies (the OOM killer), the jobs that were in flight become suspects
@@ -412,11 +433,11 @@ def _run_pool(todo: list[Job], workers: int, method: str, sigma: float | None, o
                 finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in finished:
                     try:
-                        failure = future.result()
+                        outcome = future.result()
                     except BrokenProcessPool:
                         broken = True  # the job stays in flight: handled below
                         continue
-                    done(in_flight.pop(future), failure)
+                    done(in_flight.pop(future), outcome)
         except BrokenProcessPool:
             broken = True
         except BaseException:
@@ -429,11 +450,11 @@ def _run_pool(todo: list[Job], workers: int, method: str, sigma: float | None, o
         if not in_flight:  # the workers died while starting: nothing would ever run
             while source:
                 job = source.popleft()
-                done(job, f"{job.source}: worker processes could not start")
+                done(job, (f"{job.source}: worker processes could not start", None))
             continue
         for job in in_flight.values():
             if isolating:
-                done(job, f"{job.source}: the worker process died while denoising it, twice (killed, or out of memory)")
+                done(job, (f"{job.source}: the worker process died while denoising it, twice (killed, or out of memory)", None))
             else:
                 suspects.append(job)
 

@@ -120,6 +120,7 @@ def denoise(
             overwrite=overwrite,
             workers=workers,
             on_failure=lambda msg: console.print(f"error: {msg}", soft_wrap=True),
+            on_note=lambda msg: console.print(f"note: {msg}", soft_wrap=True),
         )
     except XRayDenoiseError as exc:
         fail(str(exc))

@@ -219,6 +219,8 @@ def denoise_image(image: Image, denoiser: Denoiser, sigma: float | None = None) 
         raise XRayDenoiseError(f"{where}image is empty")
     low, high = float(values.min()), float(values.max())
     raw_units = image.is_float and not (FLOAT_UNIT_RANGE[0] <= low and high <= FLOAT_UNIT_RANGE[1])
+    if image.frames is not None:  # multi-frame DICOM (integer): every frame on the same scale
+        return image.map_frames(lambda frame: run_denoiser(denoiser, frame, sigma))
     if not raw_units:
         return image.with_float(run_denoiser(denoiser, values, sigma))
     span = high - low

@@ -158,7 +158,7 @@ def _run_in_worker_or_die(job, method, sigma, options):
 
     if job.source in _POISON:
         os.kill(os.getpid(), signal.SIGKILL)
-    return batch.process_one(job, method, sigma, options)
+    return None, batch.process_one(job, method, sigma, options)
 
 
 def test_a_file_that_kills_its_worker_every_time_fails_alone(tmp_path, monkeypatch):

@@ -157,8 +157,6 @@ def test_folder_with_a_dicomdir_denoises_its_images(tmp_path, cli):
     assert not result.error_lines and outputs(out) == referenced
 
 
-@pytest.mark.xfail(strict=True, reason="batch.plan_jobs does not yet expand a DICOMDIR input "
-                   "with xraydenoise.io.dicom.dicomdir_referenced_files")
 def test_dicomdir_given_as_input_is_followed(tmp_path, cli):
     media = tmp_path / "media"
     referenced = make_media(media)
@@ -168,8 +166,6 @@ def test_dicomdir_given_as_input_is_followed(tmp_path, cli):
     assert len(outputs(out)) == len(referenced), result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="the batch does not yet print the note of "
-                   "xraydenoise.io.dicom.output_transfer_syntax once per run")
 def test_an_uncompressed_fallback_is_said_once_per_run(corpus_dir, tmp_path, cli):
     folder, corpus = corpus_dir
     src = tmp_path / "jpeg_lossless"
@@ -182,8 +178,6 @@ def test_an_uncompressed_fallback_is_said_once_per_run(corpus_dir, tmp_path, cli
     assert len(notes) == 1 and "JPEG Lossless" in notes[0], result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="the batch does not yet load with all_frames=True and "
-                   "denoise through Image.map_frames")
 def test_multi_frame_files_are_denoised_through_the_cli(tmp_path, cli):
     corpus = build_multi_frame_corpus(tmp_path / "multi")
     out = tmp_path / "out"
