@@ -444,6 +444,33 @@ def test_the_default_network_denoises_what_it_forwards(radiographs, orthanc, nod
     assert 0 < np.abs(a - b).mean() < 0.05 * 4095
 
 
+def test_an_instance_the_destination_refuses_goes_to_dead_after_five_answers(radiographs, nodes, tmp_path):
+    # dcmtk's storescp answers "Refused: Out of Resources" (0xA700) when it cannot write a
+    # file: its output folder is removed once it listens.
+    out = tmp_path / "scp-out"
+    out.mkdir()
+    port = free_port()
+    scp = subprocess.Popen([require_tool("storescp"), "-od", str(out), str(port)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: dcmtk("echoscu", port, called="ANY").returncode == 0, 30, "storescp to listen")
+        out.rmdir()
+        node = Node(tmp_path, port, *FAST, "--retry-max-wait", "1").start()
+        nodes.append(node)
+        send(node, radiographs[:2])
+        wait_for(lambda: node.status()["failed"] == 2, 60, "both instances to be dead-lettered")
+    finally:
+        scp.kill()
+        scp.wait(timeout=10)
+    assert node.status()["done"] == 0 and node.status()["queued"] == 0
+    for path in radiographs[:2]:
+        name = f"{pydicom.dcmread(path).SOPInstanceUID}.dcm"
+        reason = (node.queue / "dead" / f"{name}.reason").read_text()
+        assert "status 0xA700" in reason and "(5 times)" in reason, reason
+        assert pydicom.dcmread(node.queue / "dead" / name).ImageType[0] == "DERIVED"  # the derived one, ready to resend
+    assert len(node.lines("WARNING")) == 8 and len(node.lines("ERROR")) == 2, node.log()  # 4 retries each, then one line
+
+
 def test_tls_from_the_modality_and_to_the_pacs(radiographs, nodes, tmp_path):
     certs = make_certificates(tmp_path / "certs")
     pacs = Orthanc(tmp_path / "pacs", tls=certs).start()
@@ -469,6 +496,7 @@ def test_tls_from_the_modality_and_to_the_pacs(radiographs, nodes, tmp_path):
 @pytest.mark.parametrize("args, expected", [
     (["--forward", "PACS-127.0.0.1-4242"], "--forward must be AET@HOST:PORT"),
     (["--forward", "PACS@127.0.0.1:70000"], "the port in --forward must be a TCP port"),
+    (["--forward", f"{NODE_AET}@127.0.0.1:4242"], "this node's own AE title"),
     (["--aet", "A_TITLE_FAR_TOO_LONG"], "--aet must be an AE title"),
     (["--allow", "OK,BAD\\NAME"], "each AE title in --allow"),
     (["--method", "nosuchfilter"], "nosuchfilter"),

@@ -138,6 +138,10 @@ def _prepare(aet, host, port, forward, queue_dir, allow, method, sigma, workers,
     aet = check_aet(aet, "--aet")
     check_port(port, "--port")
     destination = parse_destination(forward)
+    if destination.aet == aet:
+        # AE titles are unique on a network: this is the node itself, and every derived
+        # instance would come back to be denoised again, without end.
+        raise ConfigError(f"--forward names this node's own AE title {aet}; forward to the PACS or another node")
     allowed = _parse_allow(allow)
     if status_port is not None:
         check_port(status_port, "--status-port")

@@ -180,9 +180,9 @@ class DurableQueue:
             os.unlink(claimed)
         _fsync_dir(self.folder("processing"))
 
-    def pending_sends(self, limit: int) -> list[Path]:
-        """Up to ``limit`` derived instances waiting in outgoing/, oldest first."""
-        return self._oldest_first("outgoing")[:limit]
+    def pending_sends(self) -> list[Path]:
+        """The derived instances waiting in outgoing/, oldest first."""
+        return self._oldest_first("outgoing")
 
     def mark_sent(self, path: Path) -> None:
         os.replace(path, self.folder("done") / path.name)

@@ -4,7 +4,8 @@ A destination that cannot be reached (refused connection, rejected or aborted as
 answer) is retried forever, waiting 1, 2, 4 ... seconds up to a ceiling: PACS go down for
 maintenance, and the queue on disk is there to outlast them. A destination that answers a
 C-STORE with a failure status refuses that one instance; after ``max_refusals`` such answers it
-goes to dead/ with the status, and the others go on.
+goes to dead/ with the status; between those answers it waits as long as for a down destination,
+and the other instances go on meanwhile.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,25 +98,35 @@ class Sender(threading.Thread):
         self.queue, self.destination, self.calling_aet = queue, destination, calling_aet
         self.ready, self.stop_event, self.tls_args = ready, stop, tls_args
         self.max_wait, self.max_refusals = max_wait, max_refusals
-        self.refusals: dict[str, int] = {}
+        #: name -> (failure statuses so far, time.monotonic() of the next attempt)
+        self.refusals: dict[str, tuple[int, float]] = {}
         self.was_down = False
 
+    def _backoff(self, attempt: int) -> float:
+        """Seconds before attempt ``attempt + 1``: 1, 2, 4 ... up to ``max_wait``."""
+        return min(2.0 ** (attempt - 1), self.max_wait)
+
     def run(self) -> None:
-        delay = 1.0
+        failed_attempts = 0  # in a row, to an unreachable destination
         while not self.stop_event.is_set():
-            items = self.queue.pending_sends(self.BATCH)
+            now = time.monotonic()
+            waiting = self.queue.pending_sends()
+            items = [p for p in waiting if self.refusals.get(p.name, (0, now))[1] <= now][: self.BATCH]
             if not items:
-                self.ready.wait(1.0)
+                # Nothing, or only instances refused a moment ago: wait for new work or their turn.
+                retries = [self.refusals[p.name][1] - now for p in waiting if p.name in self.refusals]
+                self.ready.wait(max(0.05, min([1.0, *retries])))
                 self.ready.clear()
                 continue
             if self.send_batch(items):
-                delay = 1.0
+                failed_attempts = 0
                 continue
             self.was_down = True
+            failed_attempts += 1
+            delay = self._backoff(failed_attempts)
             log.warning("destination %s unreachable; %d instance(s) waiting, retrying in %.0f s",
-                        self.destination, self.queue.counts().outgoing, delay)
+                        self.destination, len(waiting), delay)
             self.stop_event.wait(delay)
-            delay = min(delay * 2, self.max_wait)
 
     def _contexts(self, datasets: list) -> list:
         from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -194,13 +206,15 @@ class Sender(threading.Thread):
         return self._refused(path, ds, f"the destination answered status 0x{code:04X}" + (f": {comment}" if comment else ""))
 
     def _refused(self, path: Path, ds, reason: str) -> bool:
-        count = self.refusals.get(path.name, 0) + 1
-        self.refusals[path.name] = count
+        count = self.refusals.get(path.name, (0, 0.0))[0] + 1
         if count >= self.max_refusals:
             self.refusals.pop(path.name, None)
             self._dead(path, f"{reason} ({count} times)")
-        else:
-            log.warning("%s refused by %s, attempt %d of %d: %s", path.stem, self.destination, count, self.max_refusals, reason)
+            return True
+        wait = self._backoff(count)
+        self.refusals[path.name] = (count, time.monotonic() + wait)
+        log.warning("%s refused by %s, attempt %d of %d, retrying in %.0f s: %s",
+                    path.stem, self.destination, count, self.max_refusals, wait, reason)
         return True
 
     def _dead(self, path: Path, reason: str) -> None:
