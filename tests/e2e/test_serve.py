@@ -512,6 +512,17 @@ def test_bad_options_fail_in_one_line(args, expected, tmp_path, cli):
     assert "Traceback" not in result.stderr
 
 
+def test_without_pynetdicom_the_node_names_the_extra(tmp_path):
+    hide = ("import sys; sys.modules['pynetdicom'] = None; sys.argv[0] = 'xraydenoise'; "
+            "from xraydenoise.cli import main; main()")
+    result = subprocess.run([sys.executable, "-c", hide, "serve", "--aet", NODE_AET, "--port", str(free_port()),
+                             "--forward", "PACS@127.0.0.1:4242", "--queue", str(tmp_path / "q")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.strip() == \
+        "error: the DICOM node needs pynetdicom: pip install 'xraydenoise[serve]'", result.stderr
+    assert not (tmp_path / "q").exists()  # refused before anything was created
+
+
 def test_a_port_in_use_an_unusable_queue_and_a_shared_queue_fail_in_one_line(tmp_path, cli, nodes):
     common = ["--aet", NODE_AET, "--host", "127.0.0.1", "--forward", "PACS@127.0.0.1:4242", *FAST]
     with socket.socket() as busy:

@@ -128,9 +128,13 @@ def serve(
 def _prepare(aet, host, port, forward, queue_dir, allow, method, sigma, workers, status_port, retry_max_wait,
              tls_cert, tls_key, tls_ca, forward_tls):
     """Check every option before anything listens; returns the node, ready to run."""
+    import importlib.util
     import math
 
-    from xraydenoise.errors import ConfigError
+    from xraydenoise.errors import ConfigError, MissingDependencyError
+
+    if importlib.util.find_spec("pynetdicom") is None:
+        raise MissingDependencyError("the DICOM node needs pynetdicom: pip install 'xraydenoise[serve]'")
 
     from .node import Node
     from .sender import check_aet, check_port, parse_destination
