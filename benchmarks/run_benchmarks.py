@@ -56,7 +56,7 @@ from xraydenoise.inference import choose_tile_size, default_threads
 from xraydenoise.io import load_image
 from xraydenoise.noise import GaussianNoise
 from xraydenoise.settings import PACKAGE_DIR, PROJECT_ROOT
-from xraydenoise.training.hardware import cpu_has_bf16, machine_description
+from xraydenoise.hardware import cpu_has_bf16, machine_description
 from xraydenoise.weights import shipped_weights
 
 HERE = Path(__file__).resolve().parent

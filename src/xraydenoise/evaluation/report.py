@@ -21,7 +21,7 @@ from ..data import get_split
 from ..errors import ConfigError
 from ..models import FAMILY
 from ..noise import GaussianNoise, parse_noise
-from ..settings import PROJECT_ROOT, data_dir
+from ..settings import PACKAGE_DIR, PROJECT_ROOT, data_dir
 from ..weights import read_card, shipped_weights
 from .runner import NOISY, Method, ScoreCache, default_cache, evaluate, method_from_spec, noise_seed, prepare_image, summarise, write_rows
 from .tables import fmt_mean_std, markdown_table
@@ -31,7 +31,7 @@ COMPARISON = ("compare-unet", "compare-dncnn", "compare-rdn", "compare-unet-nois
 LOIO = {"nih": "loio-nih", "kermany": "loio-kermany", "fracatlas": "loio-fracatlas"}
 SHIPPED = "rdn-xray-blind"
 TRAINED_DIR = PROJECT_ROOT / "trained"
-CONFIG_DIR = PROJECT_ROOT / "configs"
+CONFIG_DIR = PACKAGE_DIR / "configs"  # shipped inside the package, linked as configs/ in a checkout
 
 
 @dataclass
@@ -215,7 +215,7 @@ def time_methods(methods: list[Method], size: int, seed: int) -> dict[str, float
 def build_report(out_dir: Path, *, quick: bool = False) -> Path:
     from rich.console import Console
 
-    from ..training.hardware import machine_description
+    from ..hardware import machine_description
     from . import figures
 
     console = Console(stderr=True)

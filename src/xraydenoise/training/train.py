@@ -22,9 +22,10 @@ from ..errors import ConfigError
 from ..models import count_parameters
 from ..noise import parse_noise
 from ..weights import save_weights
-from .config import TrainConfig
+from .config import DataConfig, ModelConfig, TrainConfig
 from .datasets import RandomPatchDataset, load_images, validation_pairs, with_scales
-from .hardware import lightning_precision, machine_description
+from ..hardware import machine_description
+from .hardware import lightning_precision
 from .module import DenoiserModule
 
 log = logging.getLogger(__name__)
@@ -177,7 +178,9 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     history = History(run_dir)
     callbacks = [
         checkpoint,
-        EarlyStopping(monitor="val_loss", mode="min", patience=cfg.optim.early_stopping_patience),
+        # strict=False: a run whose step or time budget ends inside its first epoch never
+        # validated, and must still finish and export its weights.
+        EarlyStopping(monitor="val_loss", mode="min", patience=cfg.optim.early_stopping_patience, strict=False),
         LearningRateMonitor(logging_interval="epoch"),
         EpochSeed(train_set),
         history,
@@ -209,9 +212,10 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
 
     weights = run_dir / "model.safetensors"
     if trainer.is_global_zero:
-        best = checkpoint.best_model_path or str(last)
-        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-        module.load_state_dict(state)
+        best = checkpoint.best_model_path or (str(last) if last.exists() else None)
+        if best is not None:  # else no checkpoint was taken: the weights in memory are the run's
+            state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+            module.load_state_dict(state)
         rows = read_history(history.path) if history.path.exists() else []
         best_row = min(rows, key=lambda r: float(r["val_loss"])) if rows else {}
         card = {
@@ -326,8 +330,37 @@ def _initialise(module: DenoiserModule, cfg: TrainConfig) -> dict:
     return started
 
 
-def run_config(path: str | Path, *, resume: bool = False, **overrides) -> Path:
-    cfg = TrainConfig.from_yaml(path)
+def folder_config(data: str | Path, output_dir: str | Path, *, init_weights: str | None = None,
+                  minutes: float | None = None) -> TrainConfig:
+    """A training config for a folder of the user's clean radiographs, without writing YAML.
+
+    ``init_weights``: ``"shipped"`` (the shipped model), a weights path, or None (a new network
+    of the shipped model's architecture). Starting from weights fine-tunes at a tenth of the
+    paper's learning rate; the noise, patch and loss settings are the shipped recipe's. The
+    config is written beside the weights (``config.json``) as for any run.
+    """
+    from ..weights import read_card, shipped_weights
+
+    folder = Path(data)
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: --data must be a folder of radiographs")
+    start = str(shipped_weights()) if init_weights in (None, "shipped") else str(init_weights)
+    card = read_card(start)
+    cfg = TrainConfig(
+        name=Path(output_dir).name,
+        model=ModelConfig(name=card["architecture"], options=dict(card.get("options") or {})),
+        data=DataConfig(root=str(folder.resolve())),
+        output_dir=str(output_dir),
+        max_minutes=minutes,
+        init_weights=None if init_weights is None else start,
+    )
+    if init_weights is not None:
+        cfg.optim.lr = 1e-4
+    return cfg
+
+
+def run_config(path: str | Path | TrainConfig, *, resume: bool = False, **overrides) -> Path:
+    cfg = path if isinstance(path, TrainConfig) else TrainConfig.from_yaml(path)
     top = {k: v for k, v in overrides.items() if v is not None}
     if top:
         cfg = replace(cfg, **top)

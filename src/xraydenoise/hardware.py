@@ -1,0 +1,86 @@
+"""What the machine offers: CPU instruction sets (for the precision) and compute devices.
+
+bf16 autocast is about 3x faster than fp32 on CPUs with native bf16 instructions
+(AVX512-BF16, AMX) but about 10x *slower* on CPUs without them (measured on an AVX2-only
+Zen 3), so the choice is made at run time from what the CPU reports, never hard-coded.
+Inference and training both ask here; neither imports the other.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+
+def cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_has_bf16() -> bool:
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def machine_description() -> str:
+    import os
+
+    flags = cpu_flags()
+    isa = "AVX-512" if "avx512f" in flags else ("AVX2" if "avx2" in flags else "baseline x86")
+    bf16 = ", BF16" if cpu_has_bf16() else ""
+    return f"{cpu_name()} ({os.cpu_count()} cores, {isa}{bf16})"
+
+
+def resolve_device(device: str | None) -> str:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` as a concrete device (``cpu`` or ``cuda:N``).
+
+    ``auto`` takes the first GPU when PyTorch sees one, else the CPU. Asking for a GPU that is
+    not there is a ConfigError, never a silent fall-back to the CPU.
+    """
+    from .errors import ConfigError
+
+    text = (device or "auto").strip().lower()
+    if text == "cpu":
+        return "cpu"
+    if text not in ("auto", "cuda", "gpu") and not (text.startswith("cuda:") and text[5:].isdigit()):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    count = gpu_count()
+    if text == "auto":
+        return "cuda:0" if count else "cpu"
+    index = int(text[5:]) if text.startswith("cuda:") else 0
+    if index >= count:
+        seen = f"{count} GPU(s) visible" if count else "no GPU visible to PyTorch or ONNX Runtime"
+        raise ConfigError(f"device {device} asked for, but {seen}")
+    return f"cuda:{index}"
+
+
+def gpu_count() -> int:
+    """CUDA devices PyTorch sees, else 1 when ONNX Runtime has its CUDA provider, else 0."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.device_count()
+    except ImportError:
+        pass
+    try:
+        import onnxruntime as ort
+
+        return 1 if "CUDAExecutionProvider" in ort.get_available_providers() else 0
+    except ImportError:
+        return 0
