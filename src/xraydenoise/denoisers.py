@@ -44,7 +44,10 @@ class NetworkDenoiser:
     Parameters
     ----------
     weights : path to ``.safetensors`` (with its ``.json`` model card) or ``.onnx``; None for the shipped model.
-    backend : ``"torch"`` or ``"onnxruntime"``. With ``.onnx`` weights the backend is ONNX Runtime.
+    backend : ``"auto"`` (default: ONNX Runtime where it is installed and an export exists or can
+        be made, as it matches PyTorch fp32 to 3e-7 and is the faster CPU path; else PyTorch),
+        ``"torch"`` or ``"onnxruntime"``. With ``.onnx`` weights the backend is ONNX Runtime.
+    device : ``"auto"`` (the first GPU if there is one), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     tile : tile side in pixels; None chooses it from the image and the free memory. The output
         does not depend on it (see :func:`~xraydenoise.inference.tile_inference`).
     margin : context around each tile's core, at least the network's receptive-field radius.
@@ -62,7 +65,8 @@ class NetworkDenoiser:
         self,
         weights: str | Path | None = None,
         *,
-        backend: str = "torch",
+        backend: str = "auto",
+        device: str = "auto",
         tile: int | None = None,
         margin: int = DEFAULT_MARGIN,
         threads: int | None = None,
@@ -71,20 +75,15 @@ class NetworkDenoiser:
     ) -> None:
         if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile <= 2 * margin):
             raise ConfigError(f"tile must be an integer above twice the margin ({2 * margin}), got {tile!r}")
+        from .hardware import resolve_device
+
+        self.device = resolve_device(device)
         if weights is not None and Path(weights).suffix.lower() == ".onnx":
             backend = "onnxruntime"
+        if backend == "auto":
+            backend = "torch" if fast else default_backend(weights)
         if backend == "onnxruntime":
-            if weights is None or Path(weights).suffix.lower() != ".onnx":
-                from .export import ensure_onnx
-
-                exported = ensure_onnx(weights)
-                try:
-                    self.backend = OnnxBackend(exported, threads=threads)
-                except WeightsError:  # a damaged cached export is rebuilt once, not trusted
-                    exported.unlink(missing_ok=True)
-                    self.backend = OnnxBackend(ensure_onnx(weights), threads=threads)
-            else:
-                self.backend = OnnxBackend(weights, threads=threads)
+            self.backend = _onnx_backend(weights, threads=threads, device=self.device)
             self.card = dict(self.backend.card)
         elif backend == "torch":
             from .errors import MissingDependencyError
@@ -95,17 +94,18 @@ class NetworkDenoiser:
                 raise MissingDependencyError(
                     "torch is not installed: pip install 'xraydenoise[torch]', or use --backend onnxruntime"
                 ) from None
-            from .training.hardware import cpu_has_bf16
+            from .hardware import cpu_has_bf16
             from .weights import load_model
 
             if threads:
                 torch.set_num_threads(threads)
             model = load_model(weights)
-            use_fast = fast and cpu_has_bf16()
-            self.backend = TorchBackend(model, bf16=use_fast, channels_last=fast)
+            use_fast = fast and (self.device != "cpu" or cpu_has_bf16())
+            self.backend = TorchBackend(model, device=self.device, bf16=use_fast, channels_last=fast)
             self.card = model.card
         else:
-            raise ConfigError(f"unknown backend {backend!r}; use torch or onnxruntime")
+            raise ConfigError(f"unknown backend {backend!r}; use auto, torch or onnxruntime")
+        self.backend_name = backend
         self.tile = tile
         self.margin = margin
         self.ensemble = ensemble
@@ -157,6 +157,44 @@ class NetworkDenoiser:
         from .noise import noise_std_map
 
         return self._run(np.asarray(noisy, dtype=np.float32), noise_std_map(noisy, noise).astype(np.float32))
+
+
+def _onnx_backend(weights: str | Path | None, *, threads: int | None, device: str) -> OnnxBackend:
+    if weights is not None and Path(weights).suffix.lower() == ".onnx":
+        return OnnxBackend(weights, threads=threads, device=device)
+    from .export import ensure_onnx
+    from .settings import cache_dir
+
+    exported = ensure_onnx(weights)
+    try:
+        return OnnxBackend(exported, threads=threads, device=device)
+    except WeightsError:
+        if cache_dir() not in exported.resolve().parents:
+            raise
+        exported.unlink(missing_ok=True)  # a damaged cached export is rebuilt once, not trusted
+        return OnnxBackend(ensure_onnx(weights), threads=threads, device=device)
+
+
+def default_backend(weights: str | Path | None = None) -> str:
+    """The backend ``auto`` picks for ``weights``: ONNX Runtime when it is installed and an export
+    of exactly these weights is at hand (shipped beside them, or cached by an earlier run), or when
+    torch is missing; else torch, rather than a first run spending half a minute on an export."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        return "torch"
+    if importlib.util.find_spec("torch") is None:
+        return "onnxruntime"
+    from .export import cached_onnx, onnx_source_digest, weights_digest
+    from .weights import shipped_onnx, shipped_weights
+
+    source = Path(weights) if weights is not None else shipped_weights()
+    if not source.is_file():
+        return "torch"  # the loader says what is missing
+    packaged = shipped_onnx(source)
+    if packaged is not None and onnx_source_digest(packaged) == weights_digest(source):
+        return "onnxruntime"
+    return "onnxruntime" if cached_onnx(source).is_file() else "torch"
 
 
 def is_network(name: str) -> bool:

@@ -7,9 +7,14 @@ crops around it, exactly as the PyTorch wrapper does. The model card travels in 
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import json
+import logging
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 from .errors import MissingDependencyError, WeightsError
@@ -26,7 +31,8 @@ def export_onnx(weights: str | Path | None, output: str | Path, *, opset: int = 
     from .weights import load_model, shipped_weights
 
     output = Path(output)
-    model = load_model(weights)
+    source = Path(weights) if weights is not None else shipped_weights()
+    model = load_model(source)
     core = model.core.eval()
     multiple = model.multiple
     size = max(multiple * 2, 64)
@@ -43,7 +49,7 @@ def export_onnx(weights: str | Path | None, output: str | Path, *, opset: int = 
         w = torch.export.Dim("width_blocks", min=1, max=8192 // multiple)
         shape = {2: multiple * h, 3: multiple * w}
         dynamic_shapes = tuple(shape for _ in example)
-        with torch.no_grad():
+        with torch.no_grad(), _quiet_exporter():
             program = torch.onnx.export(
                 core,
                 tuple(example),
@@ -53,12 +59,15 @@ def export_onnx(weights: str | Path | None, output: str | Path, *, opset: int = 
                 opset_version=opset,
                 dynamo=True,
                 external_data=False,
+                verbose=False,
             )
         program.save(tmp)
         proto = onnx.load(tmp)
         card = dict(getattr(model, "card", {}))
         meta = {
-            "name": str(card.get("name", Path(weights or shipped_weights()).stem)),
+            "name": str(card.get("name", source.stem)),
+            # Ties the export to the exact weights it came from (a stale export is detected).
+            "source_sha256": weights_digest(source),
             "multiple": str(multiple),
             "noise_map": "true" if model.uses_noise_map else "false",
             "card": json.dumps(card),
@@ -77,17 +86,64 @@ def export_onnx(weights: str | Path | None, output: str | Path, *, opset: int = 
     return output
 
 
-def ensure_onnx(weights: str | Path | None) -> Path:
-    """ONNX file for ``weights`` (default: the shipped model), exported once into the cache."""
-    import hashlib
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The exporter's progress lines, warnings and log records go to the debug log, not the terminal."""
+    names = ("torch.onnx", "torch.export", "torch._export", "onnxscript")
+    levels = {name: logging.getLogger(name).level for name in names}
+    for name in names:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    stream = io.StringIO()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(stream):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        if stream.getvalue():
+            logging.getLogger(__name__).debug("ONNX exporter said:\n%s", stream.getvalue())
 
-    from .weights import shipped_weights
+
+def weights_digest(weights: str | Path) -> str:
+    """SHA-256 of a weights file: the identity of a trained network."""
+    return hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+
+
+def onnx_source_digest(path: Path) -> str | None:
+    """The ``source_sha256`` an exported file records, read without onnxruntime or onnx."""
+    try:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return session.get_modelmeta().custom_metadata_map.get("source_sha256")
+    except Exception:  # noqa: BLE001 - unreadable or damaged: not a usable export
+        return None
+
+
+def cached_onnx(source: Path, digest: str | None = None) -> Path:
+    """Where the export of the weights file ``source`` is cached (it may not exist yet)."""
+    return cache_dir() / "onnx" / f"{source.stem}-{(digest or weights_digest(source))[:16]}.onnx"
+
+
+def ensure_onnx(weights: str | Path | None) -> Path:
+    """ONNX file for ``weights`` (default: the shipped model).
+
+    The shipped model comes with its export (``pretrained/NAME.onnx``), so ONNX Runtime needs
+    neither torch nor onnx; other weights are exported once into the cache folder.
+    """
+    from .weights import shipped_onnx, shipped_weights
 
     source = Path(weights) if weights is not None else shipped_weights()
     if not source.is_file():
         raise WeightsError(f"{source}: weights file not found")
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
-    target = cache_dir() / "onnx" / f"{source.stem}-{digest}.onnx"
+    digest = weights_digest(source)
+    packaged = shipped_onnx(source)
+    if packaged is not None and onnx_source_digest(packaged) == digest:
+        return packaged
+    target = cached_onnx(source, digest)
     if not target.exists():
         export_onnx(source, target)
     return target

@@ -83,7 +83,7 @@ class TorchBackend:
 class OnnxBackend:
     """ONNX Runtime; needs neither torch nor PyTorch-format weights at run time."""
 
-    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, *, threads: int | None = None, device: str = "cpu") -> None:
         try:
             import onnxruntime as ort
         except ImportError:
@@ -92,10 +92,16 @@ class OnnxBackend:
         if not path.is_file():
             raise WeightsError(f"{path}: ONNX model not found")
         options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: the user's terminal is not a debug log
         if threads:
             options.intra_op_num_threads = threads
+        providers: list = ["CPUExecutionProvider"]
+        if device.startswith("cuda"):
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise MissingDependencyError(f"{device} asked for, but this onnxruntime has no CUDA provider: pip install onnxruntime-gpu")
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(device.partition(":")[2] or 0)}))
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise WeightsError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
         meta = self.session.get_modelmeta().custom_metadata_map

@@ -24,6 +24,15 @@ def shipped_weights(name: str = DEFAULT_MODEL) -> Path:
     return SHIPPED_DIR / f"{name}.safetensors"
 
 
+def shipped_onnx(weights: Path | None = None) -> Path | None:
+    """The ONNX export shipped beside shipped weights (None for other weights or when absent)."""
+    weights = Path(weights) if weights is not None else shipped_weights()
+    if weights.parent.resolve() != SHIPPED_DIR.resolve():
+        return None
+    path = weights.with_suffix(".onnx")
+    return path if path.is_file() else None
+
+
 def card_path(weights: Path) -> Path:
     return Path(weights).with_suffix(".json")
 

@@ -55,3 +55,20 @@ def test_missing_onnx_runtime_is_a_one_line_error_that_says_how_to_install(tmp_p
     assert result.returncode == 2
     assert "pip install 'xraydenoise[onnx-runtime]'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_the_shipped_onnx_export_is_of_the_shipped_weights_and_the_default_backend():
+    import numpy as np
+
+    from tests.conftest import CHEST
+    from xraydenoise.denoisers import NetworkDenoiser, default_backend
+    from xraydenoise.export import onnx_source_digest, weights_digest
+    from xraydenoise.io import load_image
+    from xraydenoise.weights import shipped_onnx, shipped_weights
+
+    assert onnx_source_digest(shipped_onnx()) == weights_digest(shipped_weights()), \
+        "re-export: xraydenoise export -o src/xraydenoise/pretrained/rdn-xray-blind.onnx"
+    assert default_backend() == "onnxruntime"
+    image = load_image(CHEST).to_float()[:200, :300]
+    onnx, torch_out = NetworkDenoiser()(image), NetworkDenoiser(backend="torch")(image)
+    assert np.abs(onnx - torch_out).max() < 1e-5
