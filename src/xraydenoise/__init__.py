@@ -13,7 +13,12 @@ import numpy as np
 from .errors import XRayDenoiseError
 from .io import Image, load_image, save_image
 
-__version__ = "0.1.0"
+try:  # the installed distribution's version: one number, in pyproject.toml
+    from importlib.metadata import PackageNotFoundError, version
+
+    __version__ = version("xraydenoise")
+except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+    __version__ = "0+unknown"
 __all__ = ["Image", "XRayDenoiseError", "__version__", "denoise", "load_image", "load_model", "save_image"]
 
 

@@ -33,6 +33,21 @@ EXIT_BAD_INPUT = 2
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        out.print(f"xraydenoise {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Denoise X-ray radiographs (PNG, TIFF, DICOM) with a pretrained network or classical filters, and measure it."""
+
+
 def fail(message: str) -> None:
     console.print(f"error: {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_BAD_INPUT)
@@ -53,7 +68,8 @@ def denoise(
     out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder; folder inputs are mirrored below it."),
     method: str = typer.Option("network", "--method", "-m", help="network (the shipped pretrained network), a .safetensors/.onnx file, or a classical filter: gaussian, median, wavelet, tv, nlm, bm3d."),
     sigma: Optional[float] = typer.Option(None, help="Noise std in 8-bit grey levels (25 = 25/255). Default: blind (network) or estimated (filters)."),
-    backend: Optional[str] = typer.Option(None, help="Network backend: torch (default) or onnxruntime."),
+    backend: Optional[str] = typer.Option(None, help="Network backend: auto (default: ONNX Runtime where installed, else torch), torch or onnxruntime."),
+    device: Optional[str] = typer.Option(None, help="Network device: auto (default: the first GPU if any), cpu, cuda or cuda:N."),
     tile: Optional[int] = typer.Option(None, help=f"Network tile side in pixels, at least {MIN_TILE} (default: chosen from image size and free memory; the result does not depend on it)."),
     workers: int = typer.Option(1, min=1, help="Parallel worker processes (at most one per file)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that already exist (default: skip them, so a rerun resumes)."),
@@ -79,11 +95,18 @@ def denoise(
     network = is_network(method)
     if tile is not None and tile < MIN_TILE:
         fail(f"--tile must be at least {MIN_TILE} pixels (or left out for automatic), got {tile}")
-    if backend is not None and backend not in ("torch", "onnxruntime"):
-        fail(f"--backend must be torch or onnxruntime, got {backend!r}")
-    if not network and (backend is not None or tile is not None):
-        fail(f"--backend and --tile apply to networks; the {method} filter does not use them")
-    options = {k: v for k, v in {"backend": backend, "tile": tile}.items() if v is not None} if network else {}
+    if backend is not None and backend not in ("auto", "torch", "onnxruntime"):
+        fail(f"--backend must be auto, torch or onnxruntime, got {backend!r}")
+    if not network and (backend is not None or tile is not None or device is not None):
+        fail(f"--backend, --device and --tile apply to networks; the {method} filter does not use them")
+    if device is not None:
+        from .hardware import resolve_device
+
+        try:
+            device = resolve_device(device)
+        except XRayDenoiseError as exc:
+            fail(str(exc))
+    options = {k: v for k, v in {"backend": backend, "tile": tile, "device": device}.items() if v is not None} if network else {}
     try:
         from .denoisers import get_denoiser
 
@@ -189,7 +212,7 @@ def score(
 def evaluate(
     methods: str = typer.Option("gaussian,median,wavelet,tv,nlm,bm3d,network", help="Comma-separated methods (names or weights files)."),
     levels: str = typer.Option("10,25,50,pg:0.01:5", help="Comma-separated noise: Gaussian sigma in grey levels, or pg:A:S."),
-    split: str = typer.Option("test", help="train, val or test split of the data set."),
+    split: str = typer.Option("test", help="train, val or test split of the data set, or all (every image)."),
     data: Optional[Path] = typer.Option(None, help="Data folder (default: the XRAYDENOISE_DATA setting)."),
     limit: int = typer.Option(0, help="Use only the first N images (0: all)."),
     size: int = typer.Option(512, help="Downscale images so the long side is at most this (0: native size)."),
@@ -202,12 +225,18 @@ def evaluate(
     from .evaluation.runner import ScoreCache, default_cache, evaluate as run_eval, summarise, write_rows
     from .evaluation.tables import print_summary
 
-    if split not in ("train", "val", "test"):
-        fail(f"--split must be train, val or test, got {split!r}")
+    if split not in ("train", "val", "test", "all"):
+        fail(f"--split must be train, val, test or all, got {split!r}")
     if size < 0 or limit < 0:
         fail(f"--size and --limit must be >= 0 (0: native size / all images), got {size} and {limit}")
     try:
-        records = get_split(split) if data is None else make_splits(read_dataset(data))[split]
+        if data is None:
+            records = [r for name in ("train", "val", "test") for r in get_split(name)] if split == "all" else get_split(split)
+        else:
+            everything = read_dataset(data)
+            records = everything if split == "all" else make_splits(everything)[split]
+            if not records:
+                fail(f"{data}: the {split} split of its {len(everything)} image(s) is empty; use --split all")
         if limit:
             records = records[:limit]
         rows = run_eval(
@@ -227,39 +256,76 @@ def evaluate(
 
 @app.command()
 def train(
-    config: Path = typer.Option(..., "--config", "-c", help="YAML training config (see configs/)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML training config (see configs/); or use --data."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Train on this folder of clean radiographs, no YAML (split 80/10/10 by patient)."),
+    out_dir: Optional[str] = typer.Option(None, "--out", "--output-dir", help="Run folder (weights, card, history, config.json)."),
+    init_weights: Optional[str] = typer.Option(None, help="Start from these weights: 'shipped' (the shipped model) or a .safetensors path."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", "--max-minutes", help="Wall-clock budget; training stops cleanly after it."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint after an interruption."),
     max_steps: Optional[int] = typer.Option(None, help="Override the config's max_steps."),
     max_epochs: Optional[int] = typer.Option(None, help="Override the config's max_epochs."),
-    max_minutes: Optional[float] = typer.Option(None, help="Override the config's wall-clock budget."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N (default: the config's accelerator)."),
     devices: Optional[str] = typer.Option(None, help="Number of devices/processes (e.g. 2 for two CPU processes)."),
     strategy: Optional[str] = typer.Option(None, help="Lightning strategy, e.g. ddp."),
     accelerator: Optional[str] = typer.Option(None, help="cpu, gpu or auto."),
-    output_dir: Optional[str] = typer.Option(None, help="Override the config's output folder."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: all cores)."),
-    init_weights: Optional[str] = typer.Option(None, help="Start from these weights (e.g. the shipped model) instead of random ones."),
 ) -> None:
-    """Train a network from a config with Lightning (CPU, one GPU or several)."""
+    """Train a network with Lightning (CPU, one GPU or several), from a config or straight from a folder.
+
+    `xraydenoise train --data FOLDER --init-weights shipped --minutes 30 --out runs/mine` fine-tunes
+    the shipped model on your own clean radiographs; the config it used is written beside the weights.
+    """
+    if (config is None) == (data is None):
+        fail("give either --config CONFIG.yaml or --data FOLDER")
+    if data is not None and out_dir is None:
+        fail("--data needs --out: the folder for the run and its weights")
+    if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
+        fail(f"--minutes must be a positive number, got {minutes}")
     try:
-        from .training.train import run_config
+        from .training.train import folder_config, run_config
     except ImportError as exc:
         fail(f"training needs the torch extra: pip install 'xraydenoise[torch]' ({exc})")
     try:
+        if device is not None:
+            from .hardware import resolve_device
+
+            concrete = resolve_device(device)
+            accelerator, devices = ("cpu", "1") if concrete == "cpu" else ("gpu", f"[{concrete[5:]}]")
+        if data is not None:
+            source = folder_config(data, out_dir, init_weights=init_weights, minutes=minutes)
+            init_weights = out_dir = minutes = None  # already in the config
+        else:
+            source = config
+        if init_weights == "shipped":
+            from .weights import shipped_weights
+
+            init_weights = str(shipped_weights())
         run_config(
-            config,
+            source,
             resume=resume,
             max_steps=max_steps,
             max_epochs=max_epochs,
-            max_minutes=max_minutes,
-            devices=int(devices) if devices and devices.isdigit() else devices,
+            max_minutes=minutes,
+            devices=_parse_devices(devices),
             strategy=strategy,
             accelerator=accelerator,
-            output_dir=output_dir,
+            output_dir=out_dir,
             threads=threads,
             init_weights=init_weights,
         )
     except XRayDenoiseError as exc:
         fail(str(exc))
+
+
+def _parse_devices(text: Optional[str]):
+    """Lightning's devices: a count ("2"), a list of indices ("[1]"), or a word ("auto")."""
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    if text.startswith("[") and text.endswith("]") and all(p.strip().isdigit() for p in text[1:-1].split(",")):
+        return [int(p) for p in text[1:-1].split(",")]
+    return text
 
 
 @app.command()
@@ -319,6 +385,16 @@ def list_methods_command() -> None:
 
     for name in list_methods():
         out.print(name)
+
+
+from .serve.command import serve as serve_command  # noqa: E402 - imports typer only
+
+app.command(name="serve")(serve_command)
+
+
+from .viewer.command import view as view_command  # noqa: E402 - imports typer only
+
+app.command(name="view")(view_command)
 
 
 def main() -> None:

@@ -28,9 +28,15 @@ def data_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    """Folder for cached results: ``$XRAYDENOISE_CACHE`` or ``<project>/cache``."""
+    """Folder for cached results and exports: ``$XRAYDENOISE_CACHE``, else the user's cache folder
+    (``~/.cache/xraydenoise`` on Linux), never the installed package or the checkout."""
     env = os.environ.get(CACHE_ENV)
-    path = Path(env).expanduser() if env else PROJECT_ROOT / "cache"
+    if env:
+        path = Path(env).expanduser()
+    else:
+        import platformdirs
+
+        path = Path(platformdirs.user_cache_dir("xraydenoise"))
     if path.exists() and not path.is_dir():
         from .errors import ConfigError
 

@@ -153,3 +153,41 @@ def test_readme_python_recipe_scales_12_bit_dicom_as_the_cli_does(tmp_path):
     # Equal up to one level where float rounding differs between processes (thread counts).
     assert api.max_value == 4095 and np.abs(api.pixels.astype(int) - cli.pixels).max() <= 1
     assert abs(float(api.pixels.mean()) - float(load_image(source).pixels.mean())) < 0.02 * 4095
+
+
+def test_version_and_a_missing_gpu(tmp_path):
+    from xraydenoise import __version__
+
+    version = run_cli("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"xraydenoise {__version__}"
+    gpu = run_cli("denoise", HAND, "-o", tmp_path / "out", "--device", "cuda:7")
+    assert gpu.returncode == 2 and "Traceback" not in gpu.stderr
+    assert [line for line in gpu.stderr.splitlines() if line.startswith("error:")] == [
+        next(line for line in gpu.stderr.splitlines() if "cuda:7" in line)]
+
+
+@pytest.mark.slow
+def test_train_on_a_folder_without_yaml_then_evaluate_all_of_it(tmp_path):
+    import json
+
+    from tests.e2e.test_batch_safety import make_scans
+
+    folder = tmp_path / "mine"
+    make_scans(folder, 12, size=200)
+    run = tmp_path / "run"
+    result = run_cli("train", "--data", folder, "--init-weights", "shipped", "--max-steps", "2", "--out", run, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = json.loads((run / "config.json").read_text())
+    assert config["data"]["root"] == str(folder.resolve()) and config["init_weights"].endswith("rdn-xray-blind.safetensors")
+    (weights,) = list(run.glob("*.safetensors"))
+    assert run_cli("denoise", folder / "scan00.png", "-o", tmp_path / "out", "--method", weights).returncode == 0
+
+    empty = run_cli("evaluate", "--data", folder, "--split", "test", "--methods", "gaussian", "--levels", "25", "--limit", "0",
+                    "-o", tmp_path / "test.csv")
+    every = run_cli("evaluate", "--data", folder, "--split", "all", "--methods", "gaussian", "--levels", "25",
+                    "-o", tmp_path / "all.csv", "--no-cache")
+    assert every.returncode == 0, every.stderr
+    assert len((tmp_path / "all.csv").read_text().splitlines()) == 1 + 12
+    assert empty.returncode in (0, 2)  # a 12-image folder may or may not leave a test split
+    no_images = run_cli("train", "--data", tmp_path / "run", "--out", tmp_path / "run2")
+    assert no_images.returncode == 2 and "Traceback" not in no_images.stderr

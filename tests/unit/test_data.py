@@ -412,3 +412,10 @@ def test_read_dataset_dispatch(tmp_path: Path) -> None:
 @dev_available
 def test_read_dataset_dev(dev_records: list[Record]) -> None:
     assert read_dataset(settings.data_dir()) == dev_records
+
+
+def test_the_folder_reader_lists_exactly_what_the_loader_reads():
+    from xraydenoise.data.readers import IMAGE_SUFFIXES
+    from xraydenoise.io import SUPPORTED_SUFFIXES
+
+    assert set(IMAGE_SUFFIXES) == set(SUPPORTED_SUFFIXES)

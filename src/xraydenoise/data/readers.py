@@ -21,10 +21,11 @@ from xraydenoise.errors import XRayDenoiseError
 
 log = logging.getLogger(__name__)
 
-#: File suffixes that :func:`read_folder` treats as images (case-insensitive).
-IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".tif", ".tiff", ".dcm", ".jpg", ".jpeg"})
+#: File suffixes that :func:`read_folder` treats as images (case-insensitive): exactly what
+#: :func:`xraydenoise.io.load_image` reads. JPEG is not among them (lossy 8-bit: convert to PNG).
+IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".tif", ".tiff", ".dcm", ".dicom"})
 #: Suffixes whose size Pillow reads from the header without decoding pixels.
-_PROBE_SUFFIXES = frozenset({".png", ".tif", ".tiff", ".jpg", ".jpeg"})
+_PROBE_SUFFIXES = frozenset({".png", ".tif", ".tiff"})
 
 NIH_CSV = "Data_Entry_2017.csv"
 NIH_INSTITUTION = "NIH Clinical Center, Bethesda MD, USA"
@@ -66,7 +67,7 @@ def _probe(path: Path) -> dict[str, str]:
 
 
 def read_folder(folder: Path | str, *, source: str = "folder", probe: bool = True) -> list[Record]:
-    """Every image under ``folder`` (png, tif, tiff, dcm, jpg, jpeg; recursive), one record each.
+    """Every image under ``folder`` (png, tif, tiff, dcm, dicom; recursive), one record each.
 
     ``region`` / ``modality`` / ``age_group`` are ``unknown``; width, height and bit depth
     are read from the file header when ``probe`` and the format allows it (not DICOM).

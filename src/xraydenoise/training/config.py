@@ -134,7 +134,7 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "TrainConfig":
-        path = Path(path)
+        path = packaged_config(path)
         try:
             raw = yaml.safe_load(path.read_text())
         except FileNotFoundError:
@@ -147,6 +147,18 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def packaged_config(path: str | Path) -> Path:
+    """``path`` itself when it exists, else the config of that name shipped in the package
+    (``rdn-xray-blind`` or ``configs/rdn-xray-blind.yaml`` work from any folder)."""
+    path = Path(path)
+    if path.exists():
+        return path
+    from ..settings import PACKAGE_DIR
+
+    shipped = PACKAGE_DIR / "configs" / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+    return shipped if shipped.is_file() else path
 
 
 def _build(cls, raw: dict[str, Any], where: str):
