@@ -12,6 +12,7 @@ tests use the fast ``gaussian`` filter: they test the node, not the denoiser.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -437,7 +438,7 @@ def test_the_default_network_denoises_what_it_forwards(radiographs, orthanc, nod
     # The pixels changed, but stayed the same radiograph.
     instance = orthanc.instances()[0]
     with urllib.request.urlopen(f"{orthanc.url}/instances/{instance}/file", timeout=10) as response:
-        derived = pydicom.dcmread(__import__("io").BytesIO(response.read()))
+        derived = pydicom.dcmread(io.BytesIO(response.read()))
     source = pydicom.dcmread(next(p for p in radiographs[:3]
                                   if pydicom.dcmread(p).SOPInstanceUID == derived.SourceImageSequence[0].ReferencedSOPInstanceUID))
     a, b = source.pixel_array.astype(float), derived.pixel_array.astype(float)
