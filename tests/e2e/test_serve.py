@@ -472,6 +472,29 @@ def test_an_instance_the_destination_refuses_goes_to_dead_after_five_answers(rad
     assert len(node.lines("WARNING")) == 8 and len(node.lines("ERROR")) == 2, node.log()  # 4 retries each, then one line
 
 
+def test_compressed_radiographs_arrive_in_their_own_transfer_syntax(radiographs, orthanc, nodes, tmp_path):
+    # RLE and JPEG-LS lossless written by dcmtk, as a modality or a PACS would send them.
+    compressed = []
+    for tool, name in (("dcmcrle", "rle.dcm"), ("dcmcjpls", "jpegls.dcm")):
+        out = tmp_path / name
+        result = subprocess.run([require_tool(tool), str(radiographs[0 if tool == "dcmcrle" else 1]), str(out)],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        compressed.append(out)
+    node = Node(tmp_path, orthanc.dicom_port, *FAST).start()
+    nodes.append(node)
+    # storescu proposes only uncompressed syntaxes unless told; a modality proposes its own.
+    send(node, compressed[:1], options=("-R", "-xr"))
+    send(node, compressed[1:], options=("-R", "-xt"))
+    wait_for(lambda: node.status()["done"] == 2, 60, "2 compressed instances in Orthanc")
+    check_derived(orthanc, compressed)
+    syntaxes = {orthanc.tags(i)["SourceImageSequence"][0]["ReferencedSOPInstanceUID"]:
+                urllib.request.urlopen(f"{orthanc.url}/instances/{i}/metadata/TransferSyntax", timeout=5).read().decode()
+                for i in orthanc.instances()}
+    expected = {str(ds.SOPInstanceUID): str(ds.file_meta.TransferSyntaxUID) for ds in map(pydicom.dcmread, compressed)}
+    assert syntaxes == expected  # lossless in, the same lossless syntax out, end to end
+
+
 def test_tls_from_the_modality_and_to_the_pacs(radiographs, nodes, tmp_path):
     certs = make_certificates(tmp_path / "certs")
     pacs = Orthanc(tmp_path / "pacs", tls=certs).start()

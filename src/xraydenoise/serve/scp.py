@@ -38,29 +38,47 @@ STATUS_CANNOT_UNDERSTAND = 0xC000
 
 
 def accepted_transfer_syntaxes() -> list[str]:
-    """Transfer syntaxes this node can decode: uncompressed first, then what pydicom decodes."""
+    """Transfer syntaxes this node can decode, in the order it prefers them.
+
+    pynetdicom accepts the first syntax of this list that the sender proposes, whatever the
+    sender's own order. Lossless compressed syntaxes come first: a sender proposes one when
+    its data is stored that way, and taking it as is spares the sender a conversion it may
+    not be able to do (dcmtk's storescu cannot decode RLE). Uncompressed comes next, lossy
+    last: a sender holding uncompressed data that offers to compress it lossily must not be
+    taken up on the offer before a radiograph is denoised.
+    """
     from pydicom.uid import (
+        UID,
         AllTransferSyntaxes,
         DeflatedExplicitVRLittleEndian,
         ExplicitVRBigEndian,
         ExplicitVRLittleEndian,
         ImplicitVRLittleEndian,
+        JPEG2000Lossless,
+        JPEGLossless,
+        JPEGLosslessSV1,
+        JPEGLSLossless,
+        RLELossless,
     )
 
-    syntaxes = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian]
+    uncompressed = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian]
     try:
         from pydicom.pixels import get_decoder
+        from pydicom.uid import HTJ2KLossless, HTJ2KLosslessRPCL
     except ImportError:  # pydicom 2: only the uncompressed syntaxes are known to decode
-        return [str(uid) for uid in syntaxes]
-    for uid in AllTransferSyntaxes:
-        if uid in syntaxes:
-            continue
+        return [str(uid) for uid in uncompressed]
+
+    def decodable(uid: UID) -> bool:
         try:
-            if get_decoder(uid).is_available:
-                syntaxes.append(uid)
+            return get_decoder(uid).is_available
         except (NotImplementedError, ValueError):  # video, audio, referenced pixel data
-            continue
-    return [str(uid) for uid in syntaxes]
+            return False
+
+    lossless_first = [RLELossless, JPEGLSLossless, JPEG2000Lossless, JPEGLosslessSV1, JPEGLossless,
+                      HTJ2KLossless, HTJ2KLosslessRPCL]
+    lossless = [uid for uid in lossless_first if decodable(uid)]
+    lossy = [uid for uid in AllTransferSyntaxes if uid.is_compressed and uid not in lossless and decodable(uid)]
+    return [str(uid) for uid in lossless + uncompressed + lossy]
 
 
 def build_server_ae(aet: str, allow: list[str] | None):
