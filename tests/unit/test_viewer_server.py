@@ -81,3 +81,20 @@ def test_cache_evicts_oldest_by_bytes_and_computes_once():
     for thread in threads:
         thread.join()
     assert len(calls) == 1
+
+
+def test_method_list_adds_weights_files_and_refuses_the_rest(tmp_path):
+    from xraydenoise.denoisers import list_methods
+    from xraydenoise.errors import ConfigError
+    from xraydenoise.viewer.command import resolve_methods
+
+    weights = tmp_path / "mine.safetensors"
+    weights.write_bytes(b"")  # only its existence is checked here; loading happens on demand
+    methods, labels, first = resolve_methods([str(weights)])
+    assert methods[:3] == ["network", "bm3d", "nlm"] and sorted(methods[:-1]) == sorted(list_methods())
+    assert methods[first] == str(weights) and labels[first] == "mine.safetensors"
+    assert resolve_methods(["nlm"])[2] == 2 and resolve_methods([])[2] == 0
+    for bad, message in [("sharpen", "unknown method"), (str(tmp_path / "gone.onnx"), "no such weights file"),
+                         (str(tmp_path / "model.pt"), "pickles")]:
+        with pytest.raises(ConfigError, match=message):
+            resolve_methods([bad])

@@ -254,13 +254,25 @@ function oneToOne() {
 
 // ---- window / level ---------------------------------------------------------------------
 
-function setWindow(center, width, rebuild = true) {
+// rebuild: "now", "frame" (at the next animation frame: a drag over a large image re-renders
+// once per frame, not once per mouse event) or "none".
+let framePending = false;
+
+function rebuildGreyNow() {
+  framePending = false;
+  rebuildGrey();
+  draw();
+}
+
+function setWindow(center, width, rebuild = "now") {
   state.window = { center, width: Math.max(width, 1e-6) };
   $("level").value = +center.toPrecision(6);
   $("width").value = +state.window.width.toPrecision(6);
-  if (rebuild) {
-    rebuildGrey();
-    draw();
+  if (rebuild === "now") {
+    rebuildGreyNow();
+  } else if (rebuild === "frame" && !framePending) {
+    framePending = true;
+    requestAnimationFrame(() => { if (framePending) rebuildGreyNow(); });
   }
 }
 
@@ -339,7 +351,7 @@ async function loadImage(index) {
     showInfo();
     showPresets();
     const first = info.windows.length ? info.windows[0] : presets().find((p) => p.name.startsWith("Auto"));
-    setWindow(first.center, first.width, false);
+    setWindow(first.center, first.width, "none");
     // Difference scale: three noise sigmas hold nearly all removed noise, so anatomy that was
     // removed stands out as saturated structure.
     state.diffRange = +(Math.max(3 * info.noise_sigma, (info.max - info.min) * 1e-3, 1e-6)).toPrecision(3);
@@ -427,13 +439,16 @@ function pointerInteraction(canvas) {
       // One screen width of drag sweeps the whole value range.
       const span = Math.max(state.info.max - state.info.min, 1e-6);
       const perPixel = span / Math.max(canvas.width, 1);
-      setWindow(drag.window.center - dy * perPixel, Math.max(drag.window.width + dx * perPixel, perPixel));
+      setWindow(drag.window.center - dy * perPixel, Math.max(drag.window.width + dx * perPixel, perPixel), "frame");
     } else if (!drag.windowing) {
       state.view = { ...drag.view, x0: drag.view.x0 - dx / drag.view.scale, y0: drag.view.y0 - dy / drag.view.scale };
       draw();
     }
   });
-  const end = () => { drag = null; };
+  const end = () => {
+    drag = null;
+    if (framePending) rebuildGreyNow();  // the last window of a drag is always shown
+  };
   canvas.addEventListener("pointerup", end);
   canvas.addEventListener("pointercancel", end);
   canvas.addEventListener("wheel", (event) => {
