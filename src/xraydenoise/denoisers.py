@@ -115,6 +115,22 @@ class NetworkDenoiser:
     def uses_noise_map(self) -> bool:
         return self.backend.uses_noise_map
 
+    @property
+    def noise_channels(self) -> int:
+        """What the network is told: 0 (blind), 1 (std map), 3 (std map and correlation)."""
+        return self.backend.noise_channels
+
+    def condition(self, image: np.ndarray, noise=None) -> np.ndarray | None:
+        """The ``(K, H, W)`` condition for ``image``: None for a blind network, else built from
+        ``noise`` (a noise model, or a std with the correlation estimated) or, when None, from
+        the noise estimated from the image itself (:func:`~xraydenoise.noise.noise_model_for`)."""
+        if not self.noise_channels:
+            return None
+        from .noise import noise_condition, noise_model_for
+
+        model = noise_model_for(image, noise)
+        return noise_condition(image, model, correlation=self.noise_channels > 1)
+
     def _tiled(self, image: np.ndarray, noise_map: np.ndarray | None, tile: int) -> np.ndarray:
         out = tile_inference(self.backend.run, image, noise_map=noise_map, tile=tile, margin=self.margin,
                              multiple=self.backend.multiple)
@@ -133,30 +149,22 @@ class NetworkDenoiser:
         for turns in range(4):
             for flip in (False, True):
                 transformed = _dihedral(image, turns, flip)
-                transformed_map = None if noise_map is None else _dihedral(noise_map, turns, flip)
+                transformed_map = None if noise_map is None else np.stack([_dihedral(c, turns, flip) for c in noise_map])
                 result = self._tiled(transformed, transformed_map, tile)
                 result = np.rot90(result, -turns)
                 out += result[:, ::-1] if flip else result
         return np.clip(out / 8, 0.0, 1.0).astype(np.float32)
 
-    def __call__(self, image: np.ndarray, sigma: float | None = None) -> np.ndarray:
+    def __call__(self, image: np.ndarray, sigma=None) -> np.ndarray:
+        """Denoise ``image``. A network that is told the noise is told ``sigma`` (a std on the
+        [0, 1] scale, or a noise model), with what is not given estimated from the image
+        (nothing given: everything estimated); a blind network reads only the image."""
         image = np.asarray(image, dtype=np.float32)
-        noise_map = None
-        if self.uses_noise_map:
-            if sigma is None:
-                from .noise import estimate_gaussian_sigma
-
-                sigma = estimate_gaussian_sigma(image)
-            noise_map = np.full(image.shape, sigma, dtype=np.float32)
-        return self._run(image, noise_map)
+        return self._run(image, self.condition(image, sigma))
 
     def denoise_noise(self, noisy: np.ndarray, noise) -> np.ndarray:
-        """Denoise knowing the noise model (used by the evaluation); blind networks ignore it."""
-        if not self.uses_noise_map or noise is None:
-            return self(noisy, None)
-        from .noise import noise_std_map
-
-        return self._run(np.asarray(noisy, dtype=np.float32), noise_std_map(noisy, noise).astype(np.float32))
+        """Denoise told the noise model (the evaluation's "told the true noise"); blind networks ignore it."""
+        return self(noisy, noise)
 
 
 def _onnx_backend(weights: str | Path | None, *, threads: int | None, device: str) -> OnnxBackend:
@@ -227,6 +235,16 @@ def check_sigma(sigma: object) -> float | None:
     return value
 
 
+def check_noise(noise: object):
+    """``noise`` as a denoiser takes it: None, a std on the [0, 1] scale (see :func:`check_sigma`),
+    or a noise model (:func:`~xraydenoise.noise.parse_noise`); anything else is a ConfigError."""
+    from .noise import CorrelatedNoise, GaussianNoise, PoissonGaussianNoise
+
+    if isinstance(noise, (GaussianNoise, PoissonGaussianNoise, CorrelatedNoise)):
+        return noise
+    return check_sigma(noise)
+
+
 def run_denoiser(denoiser: Denoiser, image: np.ndarray, sigma: float | None) -> np.ndarray:
     """Call ``denoiser`` on a float32 [0, 1] image, padding tiny images and checking the result."""
     height, width = image.shape
@@ -240,31 +258,46 @@ def run_denoiser(denoiser: Denoiser, image: np.ndarray, sigma: float | None) -> 
     return result.astype(np.float32, copy=False)
 
 
-def denoise_image(image: Image, denoiser: Denoiser, sigma: float | None = None) -> Image:
-    """Denoise an :class:`~xraydenoise.io.Image` on its own range; returns an Image like it.
+def unit_range(image: Image) -> tuple[np.ndarray, float, float]:
+    """``(values, low, span)``: the image on the [0, 1] scale that networks and filters work on,
+    and how to map back (``pixels = values * span + low``).
 
-    Integer images are scaled by their ``max_value`` (4095 for 12-bit DICOM). Float images
-    within :data:`FLOAT_UNIT_RANGE` are taken as [0, 1]; wider ones (raw counts) are mapped
-    from their own min..max to [0, 1], denoised and mapped back, so the result keeps the
-    input's units (``sigma`` is then a fraction of that min..max range).
+    Integer images are scaled by their ``max_value`` (4095 for 12-bit DICOM): ``low = 0``,
+    ``span = 1`` on the scale of :meth:`Image.to_float`. Float images within
+    :data:`FLOAT_UNIT_RANGE` are taken as [0, 1]; wider ones (raw counts) are mapped from their
+    own min..max (``span == 0`` for a constant image). Both ``denoise`` and ``adapt`` read
+    images this way, so an adapted network sees its images as it will denoise them.
     """
     where = f"{image.source_path}: " if image.source_path else ""
     values = image.to_float()
     if not np.isfinite(values).all():
         raise XRayDenoiseError(f"{where}image contains NaN or Inf")
-    sigma = check_sigma(sigma)
     if not values.size:
         raise XRayDenoiseError(f"{where}image is empty")
     low, high = float(values.min()), float(values.max())
-    raw_units = image.is_float and not (FLOAT_UNIT_RANGE[0] <= low and high <= FLOAT_UNIT_RANGE[1])
+    if not image.is_float or (FLOAT_UNIT_RANGE[0] <= low and high <= FLOAT_UNIT_RANGE[1]):
+        return values, 0.0, 1.0
+    span = high - low
+    return (((values - low) / span) if span else np.zeros_like(values)).astype(np.float32), low, span
+
+
+def denoise_image(image: Image, denoiser: Denoiser, sigma: float | None = None) -> Image:
+    """Denoise an :class:`~xraydenoise.io.Image` on its own range; returns an Image like it.
+
+    The image is read on the [0, 1] scale as :func:`unit_range` says, denoised and mapped
+    back, so the result keeps the input's units (for raw counts ``sigma`` is then a fraction of
+    their min..max range). ``sigma`` may also be a noise model (``parse_noise("10@gauss:1")``),
+    on the same scale.
+    """
+    sigma = check_noise(sigma)
+    values, low, span = unit_range(image)
     if image.frames is not None:  # multi-frame DICOM (integer): every frame on the same scale
         return image.map_frames(lambda frame: run_denoiser(denoiser, frame, sigma))
-    if not raw_units:
+    if (low, span) == (0.0, 1.0):
         return image.with_float(run_denoiser(denoiser, values, sigma))
-    span = high - low
     if span == 0:  # a constant image has no noise to remove
         return dataclasses.replace(image, pixels=image.pixels.copy())
-    result = run_denoiser(denoiser, ((values - low) / span).astype(np.float32), sigma)
+    result = run_denoiser(denoiser, values, sigma)
     return dataclasses.replace(image, pixels=(result.astype(np.float64) * span + low).astype(np.float32))
 
 
@@ -291,20 +324,70 @@ def get_denoiser(name: str, **network_options) -> Denoiser:
         return _NETWORK_CACHE[key]
     from .classical import get_classical
 
-    method = get_classical(name)
+    get_classical(name)  # an unknown name fails here
     if network_options:
         raise ConfigError(f"{', '.join(sorted(network_options))}: network options, not used by the {name} filter")
-    return method
+    return ClassicalDenoiser(name)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassicalDenoiser:
+    """A classical filter with the common signature, told the noise as a user gives it.
+
+    ``noise`` is a std on the [0, 1] scale (white Gaussian noise), a noise model (BM3D gets
+    its power spectrum, signal-dependent noise goes through the generalised Anscombe
+    transform; see :func:`~xraydenoise.classical.denoise_classical`), or None: the noise is
+    then estimated from the image, level and correlation (:func:`~xraydenoise.noise.noise_model_for`),
+    because detector noise is correlated and a white-noise estimate reads it far too low.
+    """
+
+    name: str
+
+    def __call__(self, image: np.ndarray, noise=None) -> np.ndarray:
+        from .classical import denoise_classical
+        from .noise import GaussianNoise, noise_model_for
+
+        if isinstance(noise, (int, float)):
+            noise = GaussianNoise(float(noise))
+        elif noise is None:
+            noise = noise_model_for(image, None)
+        return denoise_classical(self.name, image, noise)
+
+
+#: What an evaluated method is told about the noise, as a prefix of its name: ``told:`` the true
+#: noise model, ``estimate:`` the noise estimated from the noisy image alone.
+METHOD_MODES = ("told", "estimate")
+
+
+def split_mode(spec: str) -> tuple[str, str | None]:
+    """``"told:network"`` -> ``("network", "told")``; a name without a mode -> ``(name, None)``.
+
+    >>> split_mode("estimate:bm3d"), split_mode("bm3d")
+    (('bm3d', 'estimate'), ('bm3d', None))
+    """
+    head, colon, rest = spec.partition(":")
+    if colon and head in METHOD_MODES and rest:
+        return rest, head
+    return spec, None
 
 
 def denoise_with_noise(name: str, noisy: np.ndarray, noise, **network_options) -> np.ndarray:
-    """Denoise ``noisy`` with method ``name`` given the true noise model (or None for blind).
+    """Denoise ``noisy`` with method ``name`` for the true noise model ``noise`` (the evaluation).
 
-    Classical filters get the true sigma (and reach Poisson-Gaussian noise through the
-    generalised Anscombe transform); blind networks get nothing but the image.
+    Without a mode, classical filters are told the true noise (BM3D its power spectrum,
+    Poisson-Gaussian noise through the generalised Anscombe transform) and networks nothing:
+    a blind one reads the image, one that is told the noise estimates it from the image.
+    ``told:NAME`` tells a network the true noise; ``estimate:NAME`` tells a filter the noise
+    estimated from the noisy image (:func:`~xraydenoise.noise.noise_model_for`).
     """
-    if is_network(name):
-        return get_denoiser(name, **network_options).denoise_noise(noisy, noise)
+    base, mode = split_mode(name)
+    if is_network(base):
+        network = get_denoiser(base, **network_options)
+        return network.denoise_noise(noisy, noise) if mode == "told" else network(noisy, None)
     from .classical import denoise_classical
 
-    return denoise_classical(name, noisy, noise)
+    if mode == "estimate":
+        from .noise import noise_model_for
+
+        noise = noise_model_for(noisy, None)
+    return denoise_classical(base, noisy, noise)

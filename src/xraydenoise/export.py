@@ -39,7 +39,7 @@ def export_onnx(weights: str | Path | None, output: str | Path, *, opset: int = 
     example = [torch.rand(1, 1, size, size)]
     input_names = ["noisy"]
     if model.uses_noise_map:
-        example.append(torch.full((1, 1, size, size), 0.1))
+        example.append(torch.full((1, model.noise_channels, size, size), 0.1))
         input_names.append("noise_map")
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".partial")
@@ -70,6 +70,7 @@ def export_onnx(weights: str | Path | None, output: str | Path, *, opset: int = 
             "source_sha256": weights_digest(source),
             "multiple": str(multiple),
             "noise_map": "true" if model.uses_noise_map else "false",
+            "noise_channels": str(model.noise_channels),
             "card": json.dumps(card),
         }
         del proto.metadata_props[:]

@@ -29,6 +29,8 @@ MIN_TILE = 2 * DEFAULT_MARGIN + 128
 class Backend(Protocol):
     multiple: int
     uses_noise_map: bool
+    #: Condition channels the network takes: 0 (blind), 1 (std map), 3 (std map + correlation).
+    noise_channels: int
 
     def run(self, image: np.ndarray, noise_map: np.ndarray | None = None) -> np.ndarray: ...
 
@@ -47,8 +49,17 @@ def pad_to(array: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def _pad(array: np.ndarray, multiple: int) -> np.ndarray:
-    height, width = array.shape
+    """``array`` (H, W) or (K, H, W) padded to multiples of ``multiple``, each channel like the image."""
+    height, width = array.shape[-2:]
+    if array.ndim == 3:
+        return np.stack([_pad(channel, multiple) for channel in array])
     return pad_to(array, height + (-height) % multiple, width + (-width) % multiple)
+
+
+def _as_condition(noise_map: np.ndarray) -> np.ndarray:
+    """A condition as (K, H, W) float32: a plain std map (H, W) is one channel."""
+    condition = np.array(noise_map, dtype=np.float32, order="C")
+    return condition[None] if condition.ndim == 2 else condition
 
 
 class TorchBackend:
@@ -66,15 +77,17 @@ class TorchBackend:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.multiple = model.multiple
         self.uses_noise_map = model.uses_noise_map
+        self.noise_channels = model.noise_channels
 
     def run(self, image: np.ndarray, noise_map: np.ndarray | None = None) -> np.ndarray:
         torch = self.torch
         # A copy, not ascontiguousarray: a 1-pixel-wide view with a negative stride counts as
         # contiguous to numpy, and torch refuses negative strides.
         x = torch.from_numpy(np.array(image, dtype=np.float32, order="C"))[None, None].to(self.device)
-        m = None if noise_map is None else torch.from_numpy(np.array(noise_map, dtype=np.float32, order="C"))[None, None].to(self.device)
+        m = None if noise_map is None else torch.from_numpy(_as_condition(noise_map))[None].to(self.device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+            m = None if m is None else m.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.bf16):
             y = self.model(x) if m is None else self.model(x, m)
         return y.float()[0, 0].cpu().numpy()
@@ -112,13 +125,17 @@ class OnnxBackend:
             raise WeightsError(f"{path}: ONNX metadata 'noise_map' must be true or false, got {meta['noise_map']!r}")
         self.multiple = int(multiple)
         self.uses_noise_map = meta.get("noise_map", "false") == "true"
+        channels = meta.get("noise_channels", "1" if self.uses_noise_map else "0")
+        if channels not in ("0", "1", "3") or (channels == "0") == self.uses_noise_map:
+            raise WeightsError(f"{path}: ONNX metadata 'noise_channels' must be 0 (blind), 1 or 3 and agree with 'noise_map', got {channels!r}")
+        self.noise_channels = int(channels)
         self.card = meta
 
     def run(self, image: np.ndarray, noise_map: np.ndarray | None = None) -> np.ndarray:
         height, width = image.shape
         feeds = {"noisy": _pad(image.astype(np.float32, copy=False), self.multiple)[None, None]}
         if self.uses_noise_map:
-            feeds["noise_map"] = _pad(noise_map.astype(np.float32, copy=False), self.multiple)[None, None]
+            feeds["noise_map"] = _pad(_as_condition(noise_map), self.multiple)[None]
         out = self.session.run(None, feeds)[0]
         return out[0, 0, :height, :width]
 
@@ -155,7 +172,7 @@ def tile_inference(
     run: Callable[[np.ndarray, np.ndarray | None], np.ndarray],
     image: np.ndarray,
     *,
-    noise_map: np.ndarray | None = None,
+    noise_map: np.ndarray | None = None,  # (H, W) or (K, H, W): what the network is told
     tile: int = DEFAULT_TILE,
     margin: int = DEFAULT_MARGIN,
     multiple: int = 1,
@@ -189,7 +206,7 @@ def tile_inference(
             y0, x0 = max(0, top - margin), max(0, left - margin)
             y1, x1 = min(height, top + core + margin), min(width, left + core + margin)
             window = (slice(y0, y1), slice(x0, x1))
-            result = run(image[window], None if noise_map is None else noise_map[window])
+            result = run(image[window], None if noise_map is None else noise_map[(..., *window)])
             bottom, right = min(height, top + core), min(width, left + core)
             out[top:bottom, left:right] = result[top - y0 : bottom - y0, left - x0 : right - x0]
     return out

@@ -136,7 +136,8 @@ def test_blind_mode_estimates_sigma(name: str) -> None:
     assert _mse(blind, clean) < 0.5 * _mse(noisy, clean)
     # the estimated sigma is close to the truth, so the result is close to the non-blind one
     informed = denoise_classical(name, noisy, GaussianNoise(SIGMA25))
-    np.testing.assert_array_equal(informed, CLASSICAL_METHODS[name](noisy, SIGMA25))
+    # (bm3d's threaded transforms are not bit-reproducible on a loaded machine: equal to 1e-6)
+    np.testing.assert_allclose(informed, CLASSICAL_METHODS[name](noisy, SIGMA25), rtol=0, atol=1e-6)
     assert abs(psnr(clean, blind) - psnr(clean, informed)) < 0.5
 
 

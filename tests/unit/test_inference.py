@@ -40,3 +40,48 @@ def test_tile_size_follows_the_memory_budget():
     large = choose_tile_size(4096, 4096, memory_budget=2 * 1024**3)
     assert 512 <= small < large <= 2048
     assert choose_tile_size(300, 200, memory_budget=2 * 1024**3) == 300
+
+
+@pytest.fixture(scope="module")
+def told_weights(tmp_path_factory):
+    """A small RDN told the noise (std map + correlation), random weights, saved like a real model."""
+    from xraydenoise.models import create_model
+    from xraydenoise.weights import save_weights
+
+    torch.manual_seed(0)
+    options = {"channels": 8, "blocks": 2, "layers_per_block": 2, "growth": 4, "noise_map": True, "correlation": True, "noise_map_gain": 10.0}
+    path = tmp_path_factory.mktemp("told") / "told.safetensors"
+    save_weights(create_model("rdn", **options), path, {"name": "told", "architecture": "rdn", "options": options})
+    return path
+
+
+def test_a_network_told_the_noise_is_tiled_exactly_and_reads_what_it_is_told(told_weights, chest_image):
+    from xraydenoise.denoisers import NetworkDenoiser
+    from xraydenoise.noise import parse_noise
+
+    image = parse_noise("10@gauss:1").sample(np.ascontiguousarray(chest_image[:300, :260]), seed=0)
+    network = NetworkDenoiser(told_weights, backend="torch")
+    assert network.noise_channels == 3
+    condition = network.condition(image, parse_noise("10@gauss:1"))
+    assert condition.shape == (3, 300, 260)
+    whole = network.backend.run(image, condition)
+    for tile in (128, 131):
+        tiled = tile_inference(network.backend.run, image, noise_map=condition, tile=tile, margin=32, multiple=network.backend.multiple)
+        assert np.abs(whole - tiled).max() < 1e-5, tile
+    # Told another noise, it does something else; told nothing, it estimates the noise itself.
+    assert np.abs(network(image, parse_noise("10")) - network(image, parse_noise("10@gauss:1"))).max() > 1e-4
+    assert np.abs(network(image) - network(image, parse_noise("10@gauss:1"))).max() < np.abs(network(image, parse_noise("30")) - network(image)).max()
+
+
+def test_onnx_export_of_a_network_told_the_noise_matches_torch(told_weights, chest_image, tmp_path):
+    pytest.importorskip("onnxruntime", reason="the onnx-runtime extra is part of the dev install")
+    from xraydenoise.denoisers import NetworkDenoiser
+    from xraydenoise.export import export_onnx
+    from xraydenoise.noise import parse_noise
+
+    onnx_path = export_onnx(told_weights, tmp_path / "told.onnx")
+    image = parse_noise("pg:0.01:3@exp:0.7").sample(np.ascontiguousarray(chest_image[:97, :131]), seed=0)
+    torch_out = NetworkDenoiser(told_weights, backend="torch")(image)
+    onnx_net = NetworkDenoiser(onnx_path)
+    assert onnx_net.noise_channels == 3
+    assert np.abs(onnx_net(image) - torch_out).max() < 1e-4

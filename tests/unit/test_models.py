@@ -79,8 +79,41 @@ def test_only_depth_of_an_rdn_can_grow():
     small_options = SMALL["rdn"]
     small = create_model("rdn", **small_options)
     wider = dict(small_options, channels=16)
-    with pytest.raises(ConfigError, match="only be grown in depth"):
+    with pytest.raises(ConfigError, match="can only grow in depth"):
         grow_state("rdn", small.state_dict(), create_model("rdn", **wider).state_dict(), small_options, wider)
     unet = create_model("unet", **SMALL["unet"])
     with pytest.raises(ConfigError, match="cannot start from weights"):
         grow_state("unet", unet.state_dict(), unet.state_dict(), SMALL["unet"], dict(SMALL["unet"], levels=2))
+
+
+def test_an_rdn_told_the_noise_takes_the_std_map_and_the_correlation():
+    torch.manual_seed(0)
+    model = create_model("rdn", noise_map=True, correlation=True, noise_map_gain=10.0, **SMALL["rdn"]).eval()
+    assert model.noise_channels == 3 and model.core.head.in_channels == 4 + 3
+    x = torch.rand(1, 1, 37, 53)
+    told = torch.cat([torch.full_like(x, 0.05), torch.full_like(x, 0.8), torch.full_like(x, 0.4)], dim=1)
+    white = torch.cat([told[:, :1], torch.zeros_like(x), torch.zeros_like(x)], dim=1)
+    with torch.no_grad():
+        assert not torch.equal(model(x, told), model(x, white))  # it reads the correlation channels
+    with pytest.raises(ConfigError, match="needs noise_map"):
+        create_model("rdn", correlation=True, **SMALL["rdn"])
+
+
+def test_a_blind_rdn_grows_into_one_told_the_noise_that_starts_where_it_was():
+    torch.manual_seed(0)
+    blind_options = SMALL["rdn"]
+    told_options = dict(blind_options, blocks=3, noise_map=True, correlation=True, noise_map_gain=10.0)
+    blind = create_model("rdn", **blind_options)
+    for p in blind.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    told = create_model("rdn", **told_options)
+    told.load_state_dict(grow_state("rdn", blind.state_dict(), told.state_dict(), blind_options, told_options))
+    x = torch.rand(1, 1, 40, 36)
+    condition = torch.rand(1, 3, 40, 36)
+    with torch.no_grad():
+        assert torch.equal(told(x, condition), blind(x))  # told anything, it computes what it did
+    # Growth never throws away what a network knows.
+    with pytest.raises(ConfigError, match="can only grow"):
+        grow_state("rdn", told.state_dict(), blind.state_dict(), told_options, dict(told_options, noise_map=False, correlation=False))
+    with pytest.raises(ConfigError, match="noise_map_gain cannot change"):
+        grow_state("rdn", told.state_dict(), told.state_dict(), told_options, dict(told_options, noise_map_gain=1.0))

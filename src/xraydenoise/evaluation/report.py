@@ -21,6 +21,7 @@ from ..data import get_split
 from ..errors import ConfigError
 from ..models import FAMILY
 from ..noise import GaussianNoise, parse_noise
+from ..io._atomic import atomic_write_text
 from ..settings import PACKAGE_DIR, PROJECT_ROOT, data_dir
 from ..weights import read_card, shipped_weights
 from .runner import NOISY, Method, ScoreCache, default_cache, evaluate, method_from_spec, noise_seed, prepare_image, summarise, write_rows
@@ -311,11 +312,8 @@ def build_report(out_dir: Path, *, quick: bool = False) -> Path:
     (data_out / "timings.json").write_text(json.dumps({"size": plan.timing_size, "machine": machine_description(), "seconds": timings}, indent=2) + "\n")
 
     text = render(plan, rows, res_rows, loio_rows, timings, cards, main_methods, level_labels, default, records, shipped_m, net_methods, time.monotonic() - started, machine_description(), cache, ensemble_m)
-    report = out_dir / "README.md"
-    tmp = report.with_suffix(".md.partial")
-    tmp.write_text(text)
-    tmp.replace(report)
-    (data_out / "headline.json").write_text(json.dumps(headline(rows, level_labels), indent=2) + "\n")
+    report = atomic_write_text(out_dir / "README.md", text)
+    atomic_write_text(data_out / "headline.json", json.dumps(headline(rows, level_labels), indent=2) + "\n")
     if not quick and shipped == shipped_weights():
         record_test_scores(shipped, rows, plan)
     return report
@@ -332,10 +330,7 @@ def record_test_scores(weights: Path, rows: list[dict], plan: Plan) -> None:
         "mean PSNR (dB) / SSIM from scikit-image; regenerate with `xraydenoise report`",
         "scores": scores,
     }
-    path = card_path(weights)
-    tmp = path.with_suffix(".json.partial")
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
-    tmp.replace(path)
+    atomic_write_text(card_path(weights), json.dumps(card, indent=2) + "\n")
 
 
 def headline(rows: list[dict], levels: list[str]) -> dict:

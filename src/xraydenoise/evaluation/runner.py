@@ -29,7 +29,7 @@ from typing import Iterable
 import numpy as np
 
 from ..data import GROUP_COLUMNS, Record
-from ..denoisers import NETWORK_ALIAS_OPTIONS, NETWORK_ALIASES, denoise_with_noise, is_network
+from ..denoisers import NETWORK_ALIAS_OPTIONS, NETWORK_ALIASES, denoise_with_noise, is_network, split_mode
 from ..io import load_image
 from ..metrics import psnr, ssim
 from ..errors import ConfigError
@@ -94,28 +94,33 @@ class Method:
 
     @property
     def fingerprint(self) -> str:
-        if is_network(self.spec):
+        base, _ = split_mode(self.spec)
+        if is_network(base):
             from ..weights import shipped_weights
 
-            path = shipped_weights() if self.spec in NETWORK_ALIASES else Path(self.spec)
+            path = shipped_weights() if base in NETWORK_ALIASES else Path(base)
             digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else "missing"
             return f"{self.label}:{digest}"
         return self.label
 
 
 def method_from_spec(spec: str) -> Method:
+    """A method and its table label; ``told:`` / ``estimate:`` prefixes (see
+    :func:`~xraydenoise.denoisers.split_mode`) add ``-told`` / ``-estimate`` to the label."""
     if spec == NOISY:
         return Method(NOISY, NOISY)
-    if is_network(spec):
+    base, mode = split_mode(spec)
+    suffix = f"-{mode}" if mode else ""
+    if is_network(base):
         from ..weights import read_card, shipped_weights
 
-        path = shipped_weights() if spec in NETWORK_ALIASES else Path(spec)
+        path = shipped_weights() if base in NETWORK_ALIASES else Path(base)
         name = str(read_card(path).get("name", path.stem)) if path.suffix == ".safetensors" else path.stem
-        return Method(spec, name + ("-x8" if NETWORK_ALIAS_OPTIONS.get(spec, {}).get("ensemble") else ""))
+        return Method(spec, name + ("-x8" if NETWORK_ALIAS_OPTIONS.get(base, {}).get("ensemble") else "") + suffix)
     from ..classical import get_classical
 
-    get_classical(spec)  # unknown names fail here, before any work
-    return Method(spec, spec)
+    get_classical(base)  # unknown names fail here, before any work
+    return Method(spec, base + suffix)
 
 
 class ScoreCache:

@@ -193,3 +193,14 @@ def _publish_no_clobber(tmp_name: str, target: Path) -> None:
         os.replace(tmp_name, target)
         return
     os.unlink(tmp_name)
+
+
+def atomic_write_text(target: Path, text: str) -> Path:
+    """:func:`atomic_write` of UTF-8 text (reports, cards, histories, configs).
+
+    >>> import tempfile, pathlib
+    >>> atomic_write_text(pathlib.Path(tempfile.mkdtemp()) / "a.txt", "é").read_text(encoding="utf-8")
+    'é'
+    """
+    data = text.encode("utf-8")
+    return atomic_write(Path(target), lambda fh: fh.write(data))

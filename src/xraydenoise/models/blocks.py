@@ -57,3 +57,8 @@ class SizeAgnostic(nn.Module):
     @property
     def uses_noise_map(self) -> bool:
         return getattr(self.core, "uses_noise_map", False)
+
+    @property
+    def noise_channels(self) -> int:
+        """Condition channels the network takes (0: blind; 1: std map; 3: std map + correlation)."""
+        return getattr(self.core, "noise_channels", int(self.uses_noise_map))

@@ -37,6 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from .anscombe import generalized_anscombe, inverse_generalized_anscombe
+from .condition import condition_channels, correlation_descriptor, noise_condition, noise_condition_torch, noise_model_for
 from .correlated import CorrelatedNoise
 from .estimate import NoiseEstimate, estimate_noise
 from .kernels import (
@@ -70,12 +71,17 @@ __all__ = [
     "add_gaussian_noise",
     "add_poisson_gaussian_noise",
     "bm3d_psd",
+    "condition_channels",
+    "correlation_descriptor",
     "estimate_gaussian_sigma",
     "estimate_noise",
     "estimate_poisson_gaussian",
     "generalized_anscombe",
     "inverse_generalized_anscombe",
     "kernel_from_nps",
+    "noise_condition",
+    "noise_condition_torch",
+    "noise_model_for",
     "noise_std_map",
     "parse_noise",
     "parse_noise_range",

@@ -58,14 +58,20 @@ class NoiseMix:
                 return entry.draw(generator)
         return self.entries[-1].draw(generator)  # u within rounding of 1
 
-    def sample_torch(self, clean, generator):
-        """Noisy batch and per-pixel noise std map for ``clean`` ``(B, 1, H, W)``, one model per patch."""
+    def sample_torch(self, clean, generator, *, correlation: bool = False):
+        """Noisy batch for ``clean`` ``(B, 1, H, W)``, one model per patch, and its condition.
+
+        The condition is the per-pixel noise std map ``(B, 1, H, W)``, followed by the lag-1 and
+        lag-2 autocorrelation channels when ``correlation`` (see :mod:`xraydenoise.noise.condition`).
+        """
         import torch
 
-        noisy, std = [], []
+        from .condition import noise_condition_torch
+
+        noisy, condition = [], []
         for patch in clean.split(1):
             model = self.draw(generator)
             z = model.sample_torch(patch, generator)
             noisy.append(z)
-            std.append(model.std_map_torch(z))
-        return torch.cat(noisy), torch.cat(std)
+            condition.append(noise_condition_torch(z, model, correlation=correlation))
+        return torch.cat(noisy), torch.cat(condition)

@@ -54,9 +54,37 @@ class NoiseConfig:
     #   mix: [{weight: 0.25, noise: "g:0..55"}, {weight: 0.75, noise: "pg:0.0005..0.03:0..10@exp:0.3..1.5"}]
     # When given it replaces gaussian_max, p_poisson_gaussian, a_min, a_max and s_max.
     mix: list[dict[str, Any]] = field(default_factory=list)
+    # Validation noise in the noise text syntax, e.g. ["10", "25", "10@gauss:1", "pg:0.01:3@exp:0.7"];
+    # when given it replaces val_sigmas and val_poisson_gaussian.
+    val_levels: list[str] = field(default_factory=list)
+    # A network told the noise is told, in training, a condition as wrong as an estimate from
+    # the image: the std off by a factor exp(N(0, told_std_error^2)), each correlation value by
+    # N(0, told_correlation_error^2). 0 tells it the exact noise.
+    told_std_error: float = 0.0
+    told_correlation_error: float = 0.0
+    # Tell it also the noise each training image already has (estimated once per image, as an
+    # estimate in use reads it along with the added noise): told a clean image's own level, it
+    # learns to return the image unchanged (xraydenoise.training.datasets.inherent_noise).
+    tell_inherent: bool = False
 
     def __post_init__(self) -> None:
         self.to_mix()  # a malformed mix fails when the config is loaded, not at the first step
+        self.validation_models()
+
+    def validation_models(self) -> list:
+        """The fixed noise models of the validation crops."""
+        from ..noise import parse_noise
+
+        if self.val_levels:
+            try:
+                return [parse_noise(str(level)) for level in self.val_levels]
+            except ConfigError as exc:
+                raise ConfigError(f"config.noise.val_levels: {exc}") from None
+        models = [parse_noise(str(s)) for s in self.val_sigmas]
+        if self.val_poisson_gaussian:
+            a, s = self.val_poisson_gaussian
+            models.append(parse_noise(f"pg:{a}:{s}"))
+        return models
 
     def to_mix(self):
         """The training noise as a :class:`~xraydenoise.noise.NoiseMix` (one model drawn per patch).

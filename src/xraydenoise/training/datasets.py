@@ -35,14 +35,40 @@ def _pad_to(image: np.ndarray, size: int) -> np.ndarray:
     return image
 
 
+def inherent_noise(images: list[np.ndarray]) -> list[tuple[float, float]]:
+    """``(a, s)`` of the noise each "clean" image already has, as :func:`estimate_noise` reads it.
+
+    The dev radiographs are not noise-free (film grain, quantum noise of the original
+    exposure, JPEG), and an estimate from an image reads that noise, and a little anatomy,
+    along with any noise added. A network told the estimate in use is therefore told, in
+    training, the added noise together with this (``tell_inherent``): told the level of a
+    clean image, it learns to leave the image as it is.
+    """
+    from rich.progress import track
+
+    from ..noise import estimate_noise
+
+    out = []
+    for image in track(images, description="reading the images' own noise", transient=True):
+        if min(image.shape) < 32:
+            out.append((0.0, 0.0))
+            continue
+        found = estimate_noise(image)
+        out.append((found.a, found.s))
+    return out
+
+
 class RandomPatchDataset(Dataset):
     """Random crops, larger than the training patch so rotation and zoom have room.
 
     Item ``i`` of epoch ``e`` is drawn from a generator seeded by (seed, e, i), so a resumed
-    run sees the same patches as an uninterrupted one, on any number of processes.
+    run sees the same patches as an uninterrupted one, on any number of processes. With
+    ``inherent`` (one ``(a, s)`` per image, :func:`inherent_noise`) an item is the crop and
+    its image's ``(a, s)``.
     """
 
-    def __init__(self, images: list[np.ndarray], *, crop: int, length: int, seed: int) -> None:
+    def __init__(self, images: list[np.ndarray], *, crop: int, length: int, seed: int,
+                 inherent: list[tuple[float, float]] | None = None) -> None:
         if not images:
             raise ValueError("no training images")
         self.images = images
@@ -50,17 +76,32 @@ class RandomPatchDataset(Dataset):
         self.length = length
         self.seed = seed
         self.epoch = 0
+        self.inherent = inherent
 
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def __getitem__(self, index: int):
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        image = _pad_to(self.images[rng.integers(len(self.images))], self.crop)
+        which = rng.integers(len(self.images))
+        image = _pad_to(self.images[which], self.crop)
         top = rng.integers(image.shape[0] - self.crop + 1)
         left = rng.integers(image.shape[1] - self.crop + 1)
-        patch = image[top : top + self.crop, left : left + self.crop]
-        return torch.from_numpy(np.ascontiguousarray(patch))[None]
+        patch = torch.from_numpy(np.ascontiguousarray(image[top : top + self.crop, left : left + self.crop]))[None]
+        if self.inherent is None:
+            return patch
+        return patch, torch.tensor(self.inherent[which], dtype=torch.float32)
+
+
+def tell_inherent(condition: torch.Tensor, noisy: torch.Tensor, inherent: torch.Tensor) -> torch.Tensor:
+    """The condition with its std channel raised by each image's own noise: ``sqrt(std^2 + a z + s^2)``.
+
+    ``inherent`` is ``(B, 2)``: ``(a, s)`` per patch (:func:`inherent_noise`).
+    """
+    a = inherent[:, 0].view(-1, 1, 1, 1).to(condition)
+    s = inherent[:, 1].view(-1, 1, 1, 1).to(condition)
+    std = (condition[:, :1] ** 2 + a * noisy.clamp(min=0) + s**2).sqrt()
+    return torch.cat([std, condition[:, 1:]], dim=1)
 
 
 def center_crop(image: np.ndarray, size: int) -> np.ndarray:
@@ -70,18 +111,27 @@ def center_crop(image: np.ndarray, size: int) -> np.ndarray:
     return image[top : top + size, left : left + size]
 
 
-def validation_pairs(images: list[np.ndarray], *, crop: int, noise_models: list, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Fixed (clean, noisy, noise-std map, level index) tensors: the same on every run."""
-    from ..noise import noise_std_map
+def validation_pairs(images: list[np.ndarray], *, crop: int, noise_models: list, seed: int,
+                     correlation: bool = False, with_inherent: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fixed (clean, noisy, noise condition, level index) tensors: the same on every run.
+
+    The condition is the true noise std map, with the correlation channels when ``correlation``,
+    and raised by the crop's own noise when ``with_inherent`` (see :func:`inherent_noise`).
+    """
+    from ..noise import noise_condition
 
     clean, noisy, maps, level = [], [], [], []
     for i, image in enumerate(images):
         crop_img = center_crop(image, crop).astype(np.float32)
+        own = inherent_noise([crop_img])[0] if with_inherent else None
         for j, model in enumerate(noise_models):
             z = model(crop_img, seed=seed + 1000 * i + j)
             clean.append(crop_img)
             noisy.append(z.astype(np.float32))
-            maps.append(noise_std_map(z, model).astype(np.float32))
+            told = noise_condition(z, model, correlation=correlation)
+            if own is not None:
+                told = tell_inherent(torch.from_numpy(told)[None], torch.from_numpy(z)[None, None], torch.tensor([own]))[0].numpy()
+            maps.append(told)
             level.append(j)
     as_tensor = lambda xs: torch.from_numpy(np.stack(xs))[:, None]  # noqa: E731
-    return as_tensor(clean), as_tensor(noisy), as_tensor(maps), torch.tensor(level)
+    return as_tensor(clean), as_tensor(noisy), torch.from_numpy(np.stack(maps)), torch.tensor(level)

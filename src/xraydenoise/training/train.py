@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
@@ -19,11 +20,11 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ..data import get_split, read_dataset
 from ..errors import ConfigError
+from ..io._atomic import atomic_write, atomic_write_text
 from ..models import count_parameters
-from ..noise import parse_noise
 from ..weights import save_weights
 from .config import DataConfig, ModelConfig, TrainConfig
-from .datasets import RandomPatchDataset, load_images, validation_pairs, with_scales
+from .datasets import RandomPatchDataset, inherent_noise, load_images, validation_pairs, with_scales
 from ..hardware import machine_description
 from .hardware import lightning_precision
 from .module import DenoiserModule
@@ -91,12 +92,11 @@ def read_history(path: Path) -> list[dict]:
 
 
 def write_history(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_suffix(".csv.partial")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
 
 
 def plot_learning_curve(rows: list[dict], out: Path, *, title: str = "") -> None:
@@ -118,10 +118,8 @@ def plot_learning_curve(rows: list[dict], out: Path, *, title: str = "") -> None
     ax_psnr.set_ylabel("validation PSNR (dB)")
     fig.suptitle(f"learning curve {title}")
     fig.tight_layout()
-    tmp = out.with_name(out.stem + ".partial.png")
-    fig.savefig(tmp, dpi=110)
+    atomic_write(out, lambda handle: fig.savefig(handle, format="png", dpi=110))
     plt.close(fig)
-    os.replace(tmp, out)
 
 
 def _records(cfg: TrainConfig, split: str):
@@ -142,7 +140,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     """Train ``cfg``; returns the path of the exported safetensors weights."""
     run_dir = Path(cfg.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
     if cfg.threads:
@@ -155,19 +153,18 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     if cfg.data.val_images:
         val_records = val_records[: cfg.data.val_images]
     crop = int(round(cfg.data.patch_size * 1.5))  # room for +-15 degrees and zoom 0.8
+    train_images = with_scales(load_images(train_records), cfg.data.scales)
     train_set = RandomPatchDataset(
-        with_scales(load_images(train_records), cfg.data.scales), crop=crop, length=cfg.data.steps_per_epoch * cfg.data.batch_size, seed=cfg.seed
+        train_images, crop=crop, length=cfg.data.steps_per_epoch * cfg.data.batch_size, seed=cfg.seed,
+        inherent=inherent_noise(train_images) if cfg.noise.tell_inherent else None,
     )
-    val_models = [parse_noise(str(s)) for s in cfg.noise.val_sigmas]
-    if cfg.noise.val_poisson_gaussian:
-        a, s = cfg.noise.val_poisson_gaussian
-        val_models.append(parse_noise(f"pg:{a}:{s}"))
-    val_set = TensorDataset(*validation_pairs(load_images(val_records), crop=cfg.data.val_crop, noise_models=val_models, seed=cfg.seed))
+    module = DenoiserModule(cfg.to_dict())
+    val_set = TensorDataset(*validation_pairs(load_images(val_records), crop=cfg.data.val_crop, noise_models=cfg.noise.validation_models(),
+                                              seed=cfg.seed, correlation=module.correlation, with_inherent=cfg.noise.tell_inherent))
 
     train_loader = DataLoader(train_set, batch_size=cfg.data.batch_size, shuffle=False, num_workers=cfg.data.num_workers, drop_last=True)
     val_loader = DataLoader(val_set, batch_size=16, shuffle=False, num_workers=0)
 
-    module = DenoiserModule(cfg.to_dict())
     last = run_dir / "checkpoints" / "last.ckpt"
     ckpt_path = str(last) if resume and last.exists() else None
     if resume and ckpt_path is None:
@@ -231,7 +228,10 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
                 "val_images": len(val_records),
                 "excluded_institution": cfg.data.exclude_institution,
             },
-            "noise": {
+            "noise": {"mix": cfg.noise.mix, "validation": [str(m) for m in cfg.noise.validation_models()],
+                      "told_std_error": cfg.noise.told_std_error, "told_correlation_error": cfg.noise.told_correlation_error,
+                      "tell_inherent": cfg.noise.tell_inherent}
+            if cfg.noise.mix else {
                 "gaussian_sigma": [0.0, cfg.noise.gaussian_max],
                 "poisson_gaussian_probability": cfg.noise.p_poisson_gaussian,
                 "poisson_gain_a": [cfg.noise.a_min, cfg.noise.a_max],
