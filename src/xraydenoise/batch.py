@@ -139,6 +139,59 @@ def _same_path(a: Path, b: Path) -> bool:
         return False
 
 
+@dataclass
+class Inputs:
+    """The image files that command-line inputs name, as every command reads them.
+
+    ``files`` pairs each file with its name relative to what was given (a folder's files keep
+    their path below it; a DICOMDIR's images their path below its folder; a single file its
+    name); ``problems`` and ``notes`` are as in :class:`Plan`.
+    """
+
+    files: list[tuple[Path, Path]] = field(default_factory=list)
+    problems: list[tuple[Path, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def expand_inputs(inputs: list[str], *, exclude: Path | None = None) -> Inputs:
+    """Expand files, folders (recursively), DICOMDIRs and globs into image files.
+
+    Hidden files and folders, and ``exclude`` (an output folder inside an input folder), are
+    left out with a note.
+    """
+    found = Inputs()
+    counts = {"hidden": 0, "other": 0, "output": 0}
+    exclude = Path(exclude) if exclude is not None else Path("/nonexistent-output-folder")
+    for item in inputs:
+        matches = _expand(item)
+        if matches is None:
+            reason = "no file matches this pattern" if glob.has_magic(item) else "no such file or folder"
+            found.problems.append((Path(item), reason))
+            continue
+        for path in matches:
+            if path.is_dir():
+                files = _walk(path, exclude, counts)
+                if not files:
+                    found.problems.append((path, f"folder contains no supported image ({', '.join(s[1:] for s in SUPPORTED_SUFFIXES)} or DICOM)"))
+                found.files.extend((file, file.relative_to(path)) for file in files)
+            elif is_dicomdir(path):  # a DICOM medium's index: its images, mirrored from its folder
+                try:
+                    referenced = dicomdir_referenced_files(path)
+                except XRayDenoiseError as exc:
+                    found.problems.append((path, str(exc).removeprefix(f"{path}: ")))
+                    continue
+                found.files.extend((file, file.relative_to(path.parent)) for file in referenced)
+            else:
+                found.files.append((path, Path(path.name)))
+    if counts["hidden"]:
+        found.notes.append(f"left out {counts['hidden']} hidden file(s) or folder(s) (names starting with '.')")
+    if counts["other"]:
+        found.notes.append(f"left out {counts['other']} file(s) that are not images")
+    if counts["output"]:
+        found.notes.append(f"left out the output folder {exclude}, which lies inside an input folder")
+    return found
+
+
 def plan_jobs(inputs: list[str], out_dir: Path, *, suffix: str | None = None) -> Plan:
     """Expand files, folders (recursively) and globs into jobs, and check the outputs.
 
@@ -153,38 +206,10 @@ def plan_jobs(inputs: list[str], out_dir: Path, *, suffix: str | None = None) ->
         An output would be written over any input of the run, or two inputs would share an
         output; ``lines`` names each case. Nothing is touched.
     """
-    plan = Plan()
-    counts = {"hidden": 0, "other": 0, "output": 0}
     out_dir = Path(out_dir)
-    for item in inputs:
-        matches = _expand(item)
-        if matches is None:
-            reason = "no file matches this pattern" if glob.has_magic(item) else "no such file or folder"
-            plan.problems.append((Path(item), reason))
-            continue
-        for path in matches:
-            if path.is_dir():
-                files = _walk(path, out_dir, counts)
-                if not files:
-                    plan.problems.append((path, f"folder contains no supported image ({', '.join(s[1:] for s in SUPPORTED_SUFFIXES)} or DICOM)"))
-                for file in files:
-                    plan.jobs.append(Job(file, output_path(out_dir / file.relative_to(path), suffix)))
-            elif is_dicomdir(path):  # a DICOM medium's index: its images, mirrored from its folder
-                try:
-                    referenced = dicomdir_referenced_files(path)
-                except XRayDenoiseError as exc:
-                    plan.problems.append((path, str(exc).removeprefix(f"{path}: ")))
-                    continue
-                for file in referenced:
-                    plan.jobs.append(Job(file, output_path(out_dir / file.relative_to(path.parent), suffix)))
-            else:
-                plan.jobs.append(Job(path, output_path(out_dir / path.name, suffix)))
-    if counts["hidden"]:
-        plan.notes.append(f"left out {counts['hidden']} hidden file(s) or folder(s) (names starting with '.')")
-    if counts["other"]:
-        plan.notes.append(f"left out {counts['other']} file(s) that are not images")
-    if counts["output"]:
-        plan.notes.append(f"left out the output folder {out_dir}, which lies inside an input folder")
+    found = expand_inputs(inputs, exclude=out_dir)
+    plan = Plan(jobs=[Job(file, output_path(out_dir / relative, suffix)) for file, relative in found.files],
+                problems=found.problems, notes=found.notes)
     _check_outputs(plan.jobs)
     return plan
 
@@ -338,6 +363,26 @@ def _kill_pool(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
+def jobs_to_do(jobs: list[Job], *, overwrite: bool, on_failure=None) -> tuple[BatchReport, list[Job]]:
+    """What is left to do of planned jobs, the rule of every engine: finished outputs are
+    skipped unless ``overwrite``, stale temporaries of dead writers removed, and a folder in an
+    output's place fails its job. Returns the report so far and the jobs to run."""
+    report = BatchReport()
+    todo: list[Job] = []
+    for job in jobs:
+        remove_stale_partials(job.target)
+        if job.target.is_dir():  # not a finished output to skip, and not ours to replace
+            report.failed.append((job.source, f"{job.target}: is a directory; cannot write the output there"))
+        elif not overwrite and is_finished_output(job.target):
+            report.skipped.append(job.target)
+        else:
+            todo.append(job)
+    if on_failure:
+        for _, message in report.failed:
+            on_failure(message)
+    return report, todo
+
+
 def run_batch(
     jobs: list[Job],
     *,
@@ -357,23 +402,11 @@ def run_batch(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from .denoisers import check_sigma
+    from .denoisers import check_noise
 
     options = options or {}
-    sigma = check_sigma(sigma)
-    report = BatchReport()
-    todo: list[Job] = []
-    for job in jobs:
-        remove_stale_partials(job.target)
-        if job.target.is_dir():  # not a finished output to skip, and not ours to replace
-            report.failed.append((job.source, f"{job.target}: is a directory; cannot write the output there"))
-        elif not overwrite and is_finished_output(job.target):
-            report.skipped.append(job.target)
-        else:
-            todo.append(job)
-    if on_failure:
-        for _, message in report.failed:
-            on_failure(message)
+    sigma = check_noise(sigma)
+    report, todo = jobs_to_do(jobs, overwrite=overwrite, on_failure=on_failure)
 
     def record(job: Job, outcome: tuple[str | None, str | None]) -> None:
         failure, note = outcome
