@@ -2,6 +2,7 @@
 
     make bench          # = .venv/bin/python benchmarks/run_benchmarks.py --out benchmarks/results
     python benchmarks/run_benchmarks.py --quick --weights W.safetensors --out /tmp/bench
+    python benchmarks/run_benchmarks.py --only batch --out benchmarks/results   # the batch engines alone
 
 What it measures, all in one run on one machine (see benchmarks/README.md for the JSON):
 
@@ -13,14 +14,18 @@ What it measures, all in one run on one machine (see benchmarks/README.md for th
 * the largest difference between ONNX Runtime's and PyTorch's outputs at 512x512;
 * the peak resident memory of denoising a 4096x4096 16-bit PNG the way the CLI does, in a
   fresh subprocess (benchmarks/peak_memory.py);
-* the network's parameter count, the machine and the library versions.
+* the network's parameter count, the machine and the library versions;
+* images per second of ``xraydenoise denoise`` on a batch of chest radiographs with
+  ``--workers 1``/``2`` and ``--engine ray`` with 1/2 workers, and Ray's start-up overhead
+  (:func:`measure_batch_engines`; ``--only batch`` runs this section alone), written to
+  ``batch-engines.json``/``.md`` with a sizing estimate for NIH ChestX-ray14.
 
 It then prints PASS/FAIL for the project's targets. A failed target does not change the exit
 status: the benchmark reports, it does not gate.
 
 ``--quick`` (sizes 64 and 128, one run, 512x512 memory test) only checks that everything
 runs; its numbers mean nothing and it writes ``bench-quick.*`` so it never replaces real
-results.
+results. It leaves the batch section out (``--only batch --quick`` runs a small one).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import argparse
 import gc
 import json
 import logging
+import math
 import os
 import platform
 import statistics
@@ -532,6 +538,229 @@ def markdown(results: list[Measurement], methods: list[Method], checks: list[Che
     return "\n".join(out) + "\n"
 
 
+# --------------------------------------------------------------------------- batch engines
+
+
+BATCH_IMAGES = 16
+QUICK_BATCH_IMAGES = 3
+QUICK_BATCH_SIZE = 256
+#: (engine, workers): the local engine's worker processes and Ray actors on a local cluster.
+BATCH_CONFIGS = (("local", 1), ("local", 2), ("ray", 1), ("ray", 2))
+#: The archive of the sizing example: NIH ChestX-ray14, 1024x1024 8-bit PNGs (Wang et al. 2017).
+SIZING_ARCHIVE = {"name": "NIH ChestX-ray14", "images": 112_120, "size": "1024x1024", "hours": 1.0}
+BATCH_TIMEOUT_S = 1800
+_SUMMARY = "denoised, 0 skipped (already done), 0 failed"
+
+
+def batch_inputs(workdir: Path, count: int, quick: bool) -> tuple[list[Path], str]:
+    """``count`` radiographs for the batch runs: the development set's NIH chest images
+    (1024x1024, as in ChestX-ray14) where present, else copies of the bundled one; --quick:
+    256x256 centre crops of the bundled image."""
+    from xraydenoise.io import Image, save_image
+    from xraydenoise.settings import data_dir
+
+    if quick:
+        pixels = load_image(SAMPLE).pixels
+        top = (pixels.shape[0] - QUICK_BATCH_SIZE) // 2
+        crop = np.ascontiguousarray(pixels[top : top + QUICK_BATCH_SIZE, top : top + QUICK_BATCH_SIZE])
+        paths = [save_image(workdir / "batch-in" / f"crop{i}.png", Image(crop, "png", 255.0)) for i in range(count)]
+        return paths, f"{count} copies of a {QUICK_BATCH_SIZE}x{QUICK_BATCH_SIZE} crop of {repo_path(SAMPLE)}"
+    try:
+        nih = sorted((data_dir() / "nih").glob("*.png"))[:count]
+    except Exception:  # noqa: BLE001 - no data set: the bundled image
+        nih = []
+    if len(nih) == count:
+        return nih, f"the first {count} NIH ChestX-ray14 images of the development set (1024x1024 8-bit PNG)"
+    folder = workdir / "batch-in"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        paths.append(folder / f"nih{i}.png")
+        paths[-1].write_bytes(SAMPLE.read_bytes())
+    return paths, f"{count} copies of {repo_path(SAMPLE)} (1024x1024 8-bit PNG; no development set found)"
+
+
+def time_denoise(inputs: list[Path], out: Path, extra: list[str]) -> float:
+    """Wall seconds of one ``xraydenoise denoise`` command in a fresh process (imports, model
+    loading and, for Ray, the local cluster's start and stop included)."""
+    command = [sys.executable, "-m", "xraydenoise.cli", "denoise", *map(str, inputs), "-o", str(out), *extra]
+    env = dict(os.environ, COLUMNS="200")
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=BATCH_TIMEOUT_S)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0 or f"{len(inputs)} {_SUMMARY}" not in done.stderr:
+        tail = "\n".join(done.stderr.strip().splitlines()[-3:])
+        raise RuntimeError(f"{' '.join(command[3:])}: exit status {done.returncode}: {tail}")
+    return elapsed
+
+
+def measure_batch_engines(workdir: Path, count: int, quick: bool, progress: Progress) -> dict:
+    """Images per second of ``denoise`` with --workers 1/2 and --engine ray with 1/2 workers.
+
+    Each configuration runs twice through the command line, on 1 image and on ``count``
+    images, into fresh folders: the difference is the steady cost of ``count - 1`` images
+    (images/s), the rest the start-up (Python, imports, model; for Ray also the local
+    cluster and its actors). ``ray_overhead_s`` is Ray's start-up minus the local engine's
+    with as many workers. Every run uses the CLI's defaults (the shipped network, backend
+    auto, all threads); a GPU, when there is one, is shared by the Ray actors.
+    """
+    from xraydenoise.hardware import gpu_count
+
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    inputs, description = batch_inputs(workdir, count, quick)
+    gpus = gpu_count()
+    task = progress.add_task("batch engines", total=2 * len(BATCH_CONFIGS))
+    rows = []
+    for engine, workers in BATCH_CONFIGS:
+        extra = ["--workers", str(workers)]
+        if engine == "ray":
+            extra += ["--engine", "ray"] + (["--gpus-per-worker", f"{min(1.0, gpus / workers):g}"] if gpus else [])
+        label = f"{engine} x{workers}"
+        command = f"xraydenoise denoise IMAGES -o OUT {' '.join(extra)}"
+        try:
+            progress.update(task, description=f"batch: {label}, 1 image")
+            one = time_denoise(inputs[:1], workdir / f"batch-{engine}-{workers}-one", extra)
+            progress.advance(task)
+            progress.update(task, description=f"batch: {label}, {count} images")
+            many = time_denoise(inputs, workdir / f"batch-{engine}-{workers}-many", extra)
+            progress.advance(task)
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:  # e.g. ray not installed: reported, the rest still runs
+            rows.append({"engine": engine, "workers": workers, "command": command, "error": str(exc)})
+            continue
+        per_image = (many - one) / (count - 1) if many > one else None  # seconds per image, steady
+        rows.append({
+            "engine": engine,
+            "workers": workers,
+            "command": command,
+            "one_image_s": round(one, 3),
+            "batch_images": count,
+            "batch_s": round(many, 3),
+            "per_image_s": None if per_image is None else round(per_image, 4),
+            "images_per_s": None if per_image is None else round(1 / per_image, 4),
+            "end_to_end_images_per_s": round(count / many, 4),
+            "startup_s": round(one - (per_image or 0.0), 3),
+            # one worker's seconds per image: what sizes a cluster of such workers
+            "worker_s_per_image": None if per_image is None else round(per_image * workers, 4),
+        })
+    local_startup = {r["workers"]: r["startup_s"] for r in rows if r["engine"] == "local" and "error" not in r}
+    for row in rows:
+        if row["engine"] == "ray" and "error" not in row and row["workers"] in local_startup:
+            row["ray_overhead_s"] = round(row["startup_s"] - local_startup[row["workers"]], 3)
+    return {
+        "inputs": description,
+        "method": "network (the CLI's default: shipped model, backend auto)",
+        "device": "cuda" if gpus else "cpu",
+        "gpus": gpus,
+        "images": count,
+        "load_average_before": load_before,
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "configs": rows,
+        "sizing": sizing_estimate(rows),
+    }
+
+
+def sizing_estimate(rows: list[dict]) -> dict | None:
+    """How many workers (and machines like this one) denoise the sizing archive in its hours
+    at the measured cost, if scaling stays linear: an estimate, not a measurement."""
+    ray1 = next((r for r in rows if r["engine"] == "ray" and r["workers"] == 1 and "error" not in r), None)
+    best = max((r for r in rows if r["engine"] == "ray" and r.get("images_per_s")), key=lambda r: r["images_per_s"], default=None)
+    if not ray1 or not ray1["worker_s_per_image"] or not best:
+        return None
+    images, seconds = SIZING_ARCHIVE["images"], SIZING_ARCHIVE["hours"] * 3600
+    worker_hours = images * ray1["worker_s_per_image"] / 3600
+    return {
+        "estimate": True,
+        "archive": SIZING_ARCHIVE,
+        "worker_s_per_image": ray1["worker_s_per_image"],
+        "worker_hours": round(worker_hours, 2),
+        "workers_needed": math.ceil(images * ray1["worker_s_per_image"] / seconds),
+        "machine_images_per_s": best["images_per_s"],
+        "machine_workers": best["workers"],
+        "machines_needed": math.ceil(images / (best["images_per_s"] * seconds)),
+        "assumes": "linear scaling over nodes, inputs and outputs on a shared file system that keeps up, "
+                   "images of this size, Ray's start-up (once per run) not counted",
+    }
+
+
+def batch_markdown(batch: dict, machine: str, date: str) -> str:
+    def cell(value, digits: int = 3) -> str:
+        return "-" if value is None else significant(value, digits)
+
+    out = [
+        "# Batch engines: local worker processes and Ray actors",
+        "",
+        f"{date} on {machine} ({batch['device']}); load average before: {batch['load_average_before'][0]}, "
+        f"after: {batch['load_average_after'][0]} (its own runs included).",
+        f"Inputs: {batch['inputs']}. Method: {batch['method']}. Each row is two `xraydenoise denoise` runs in fresh "
+        f"processes, 1 image and {batch['images']} images: images/s from their difference (steady), "
+        "start-up = the 1-image run minus one image (Python, imports, model; for Ray also starting and stopping "
+        "a local cluster and its actors).",
+        "",
+        *([f"The machine was busy (load average {batch['load_average_before'][0]} on {os.cpu_count()} cores): every time is "
+           "longer, and the engines less comparable, than on an idle machine.", ""] if batch["load_average_before"][0] > 0.5 else []),
+        "| engine | workers | images/s (steady) | s per image per worker | end-to-end images/s | start-up s | Ray overhead s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in batch["configs"]:
+        if "error" in r:
+            out.append(f"| {r['engine']} | {r['workers']} | error: {r['error']} | | | | |")
+            continue
+        out.append(f"| {r['engine']} | {r['workers']} | {cell(r['images_per_s'])} | {cell(r['worker_s_per_image'])} | "
+                   f"{cell(r['end_to_end_images_per_s'])} | {cell(r['startup_s'])} | {cell(r.get('ray_overhead_s'))} |")
+    sizing = batch["sizing"]
+    out.append("")
+    if sizing:
+        archive = sizing["archive"]
+        out += [
+            f"**Estimate, not a measurement** ({sizing['assumes']}): {archive['name']} ({archive['images']:,} images, "
+            f"{archive['size']}) at {sizing['worker_s_per_image']:.3g} s per image per Ray worker is "
+            f"{sizing['worker_hours']:,.0f} worker-hours: {sizing['workers_needed']:,} such workers for it in "
+            f"{archive['hours']:g} hour, or {sizing['machines_needed']:,} machines like this one "
+            f"({sizing['machine_images_per_s']:.3g} images/s with {sizing['machine_workers']} Ray "
+            f"worker{'s' if sizing['machine_workers'] > 1 else ''}).",
+            "",
+        ]
+    return "\n".join(out) + "\n"
+
+
+def print_batch(batch: dict) -> None:
+    for r in batch["configs"]:
+        if "error" in r:
+            say(f"batch {r['engine']} x{r['workers']}: error: {r['error']}")
+            continue
+        rate = "-" if r["images_per_s"] is None else f"{r['images_per_s']:.3g}"
+        overhead = f", Ray overhead {r['ray_overhead_s']:.1f} s" if "ray_overhead_s" in r else ""
+        say(f"batch {r['engine']} x{r['workers']}: {rate} images/s steady, {r['end_to_end_images_per_s']:.3g} end to end, "
+            f"start-up {r['startup_s']:.1f} s{overhead}")
+    if batch["sizing"]:
+        s = batch["sizing"]
+        say(f"estimate: {s['archive']['name']} ({s['archive']['images']:,} images) in {s['archive']['hours']:g} h needs "
+            f"{s['workers_needed']:,} Ray workers at {s['worker_s_per_image']:.3g} s per image, or {s['machines_needed']:,} machines like this")
+
+
+def write_batch(batch: dict, out: Path, stem: str, machine: str, date: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"schema_version": SCHEMA_VERSION, "date_utc": date, "machine": machine, "git": git_state(), **batch}
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(batch_markdown(batch, machine, date))
+
+
+def run_batch_section(args: argparse.Namespace) -> int:
+    """``--only batch``: the batch-engine section alone; writes batch-engines.json and .md
+    (batch-engines-quick.* with --quick) and leaves bench.* as they are."""
+    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    machine = machine_description()
+    count = args.batch_images or (QUICK_BATCH_IMAGES if args.quick else BATCH_IMAGES)
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with tempfile.TemporaryDirectory(prefix="xraydenoise-bench-") as tmp, Progress(*columns, console=stderr) as progress:
+        batch = measure_batch_engines(Path(tmp), count, args.quick, progress)
+    stem = "batch-engines-quick" if args.quick else "batch-engines"
+    write_batch(batch, args.out, stem, machine, date)
+    print_batch(batch)
+    say(f"wrote {args.out / (stem + '.json')} and {args.out / (stem + '.md')}")
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -541,7 +770,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--weights", type=Path, default=None, help="network .safetensors (default: the shipped model)")
     parser.add_argument("--quick", action="store_true", help="smoke test: sizes 64 and 128, one run, 512x512 memory test")
     parser.add_argument("--skip-memory", action="store_true", help="skip the peak-memory subprocess")
-    return parser.parse_args(argv)
+    parser.add_argument("--only", choices=["batch"], default=None,
+                        help="run one section alone: batch = images/s of --workers 1/2 and --engine ray with 1/2 workers")
+    parser.add_argument("--batch-images", type=int, default=None,
+                        help=f"images per batch run (default {BATCH_IMAGES}, {QUICK_BATCH_IMAGES} with --quick)")
+    parser.add_argument("--skip-batch", action="store_true", help="skip the batch-engine section (it is skipped in --quick)")
+    args = parser.parse_args(argv)
+    if args.batch_images is not None and args.batch_images < 2:
+        parser.error("--batch-images must be at least 2")
+    return args
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
@@ -562,6 +799,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     args = parse_args(argv)
+    if args.only == "batch":
+        return run_batch_section(args)
     plan = make_plan(args)
     weights = resolve_weights(args.weights)
     threads = default_threads()
@@ -588,6 +827,9 @@ def main(argv: list[str] | None = None) -> int:
             memory_task = progress.add_task(f"peak memory {plan.memory_size}x{plan.memory_size} (subprocess)", total=1)
             memory = measure_memory(weights, plan.memory_size, workdir)
             progress.advance(memory_task)
+        batch = None
+        if not (plan.quick or args.skip_batch):  # --quick: only the sections it always had
+            batch = measure_batch_engines(workdir, args.batch_images or BATCH_IMAGES, False, progress)
 
     checks = evaluate_checks(results, agreement, memory, plan.sizes)
     report = {
@@ -605,12 +847,17 @@ def main(argv: list[str] | None = None) -> int:
         "onnx_vs_torch": agreement,
         "memory": memory,
         "checks": [{"name": c.name, "target": c.target, "measured": c.measured, "status": c.status} for c in checks],
+        "batch_engines": batch,
     }
     stem = "bench-quick" if plan.quick else "bench"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / f"{stem}.md").write_text(markdown(results, methods, checks, report))
     print_report(results, checks, report)
+    if batch is not None:
+        write_batch(batch, args.out, "batch-engines", machine["description"], date)
+        print_batch(batch)
+        say(f"wrote {args.out / 'batch-engines.json'} and {args.out / 'batch-engines.md'}")
     say(f"wrote {args.out / (stem + '.json')} and {args.out / (stem + '.md')}")
     return 0
 

@@ -67,11 +67,15 @@ def denoise(
     inputs: List[str] = typer.Argument(..., help="Files, folders (searched recursively) or glob patterns."),
     out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder; folder inputs are mirrored below it."),
     method: str = typer.Option("network", "--method", "-m", help="network (the shipped pretrained network), a .safetensors/.onnx file, or a classical filter: gaussian, median, wavelet, tv, nlm, bm3d."),
-    sigma: Optional[float] = typer.Option(None, help="Noise std in 8-bit grey levels (25 = 25/255). Default: blind (network) or estimated (filters)."),
+    sigma: Optional[float] = typer.Option(None, help="Noise std in 8-bit grey levels (25 = 25/255); its correlation is still estimated from each image. Default: level and correlation estimated from each image."),
+    noise_spec: Optional[str] = typer.Option(None, "--noise", help="The detector's noise model, e.g. 10@gauss:1 or pg:0.01:3@exp:0.7 (the syntax of evaluate --levels; 'xraydenoise noise --help'), told to the network and the filters instead of estimating it."),
     backend: Optional[str] = typer.Option(None, help="Network backend: auto (default: ONNX Runtime where installed, else torch), torch or onnxruntime."),
     device: Optional[str] = typer.Option(None, help="Network device: auto (default: the first GPU if any), cpu, cuda or cuda:N."),
     tile: Optional[int] = typer.Option(None, help=f"Network tile side in pixels, at least {MIN_TILE} (default: chosen from image size and free memory; the result does not depend on it)."),
-    workers: int = typer.Option(1, min=1, help="Parallel worker processes (at most one per file)."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Parallel worker processes (at most one per file); default 1. With --engine ray: the Ray actors (default: one per CPU of the cluster, or per --gpus-per-worker GPUs)."),
+    engine: str = typer.Option("local", "--engine", help="local (worker processes on this machine) or ray (actors on a Ray cluster; the same outputs; pip install 'xraydenoise[ray]')."),
+    address: Optional[str] = typer.Option(None, "--address", help="With --engine ray: the running Ray cluster to use (host:port or auto). Default: a local cluster started for the run and stopped after it."),
+    gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", help="With --engine ray: GPUs each actor reserves (e.g. 1, or 0.5 for two actors per GPU)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that already exist (default: skip them, so a rerun resumes)."),
     output_format: Optional[str] = typer.Option(None, "--format", help="Write png, tiff or dcm instead of the input's format."),
 ) -> None:
@@ -92,6 +96,15 @@ def denoise(
         fail(f"{method}: {Path(method).suffix} weights are pickles, which can run code, and are never loaded; "
              "use a .safetensors file (with its .json model card) or .onnx")
     sigma_unit = _sigma(sigma)
+    if noise_spec is not None:
+        if sigma is not None:
+            fail("give --sigma or --noise, not both")
+        from .noise import parse_noise
+
+        try:
+            sigma_unit = parse_noise(noise_spec)
+        except XRayDenoiseError as exc:
+            fail(f"--noise: {exc}")
     network = is_network(method)
     if tile is not None and tile < MIN_TILE:
         fail(f"--tile must be at least {MIN_TILE} pixels (or left out for automatic), got {tile}")
@@ -99,11 +112,26 @@ def denoise(
         fail(f"--backend must be auto, torch or onnxruntime, got {backend!r}")
     if not network and (backend is not None or tile is not None or device is not None):
         fail(f"--backend, --device and --tile apply to networks; the {method} filter does not use them")
-    if device is not None:
-        from .hardware import resolve_device
+    if engine not in ("local", "ray"):
+        fail(f"--engine must be local or ray, got {engine!r}")
+    if engine != "ray" and (address is not None or gpus_per_worker is not None):
+        fail("--address and --gpus-per-worker apply to --engine ray")
+    if engine == "ray":
+        from .ray_engine import check_gpus_per_worker, require_ray
 
         try:
-            device = resolve_device(device)
+            require_ray()
+            check_gpus_per_worker(gpus_per_worker)
+        except XRayDenoiseError as exc:
+            fail(str(exc))
+        if gpus_per_worker is not None and not network:
+            fail(f"--gpus-per-worker applies to networks; the {method} filter does not use a GPU")
+    if device is not None:
+        from .hardware import resolve_device
+        from .ray_engine import check_device_name
+
+        try:  # with Ray the GPUs are on the cluster's nodes: each actor resolves the device
+            device = resolve_device(device) if engine == "local" else check_device_name(device)
         except XRayDenoiseError as exc:
             fail(str(exc))
     options = {k: v for k, v in {"backend": backend, "tile": tile, "device": device}.items() if v is not None} if network else {}
@@ -120,8 +148,14 @@ def denoise(
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except XRayDenoiseError as exc:
         fail(str(exc))
-    if network and sigma_unit is not None and method in ("network", "network-x8"):
-        console.print("note: the shipped network is blind and estimates the noise itself; --sigma is not used", soft_wrap=True)
+    if network and sigma_unit is not None:
+        try:
+            blind = not get_denoiser(method, **options).noise_channels
+        except XRayDenoiseError as exc:
+            fail(str(exc))
+        if blind:
+            given = "--sigma" if noise_spec is None else "--noise"
+            console.print(f"note: the network {method} is blind (it reads only the image); {given} is not used", soft_wrap=True)
     for path, reason in plan.problems:
         console.print(f"error: {path}: {reason}", soft_wrap=True)
     for note in plan.notes:
@@ -134,14 +168,20 @@ def denoise(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         fail(f"{out_dir}: cannot create output folder ({exc.strerror or exc})")
+    if engine == "ray":
+        from .ray_engine import run_ray as runner
+
+        engine_options = {"workers": workers, "address": address, "gpus_per_worker": gpus_per_worker}
+    else:
+        runner, engine_options = run_batch, {"workers": workers or 1}
     try:
-        report = run_batch(
+        report = runner(
             plan.jobs,
             method=method,
             sigma=sigma_unit,
             options=options,
             overwrite=overwrite,
-            workers=workers,
+            **engine_options,
             on_failure=lambda msg: console.print(f"error: {msg}", soft_wrap=True),
             on_note=lambda msg: console.print(f"note: {msg}", soft_wrap=True),
         )
