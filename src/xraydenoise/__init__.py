@@ -19,7 +19,7 @@ try:  # the installed distribution's version: one number, in pyproject.toml
     __version__ = version("xraydenoise")
 except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
     __version__ = "0+unknown"
-__all__ = ["Image", "XRayDenoiseError", "__version__", "denoise", "load_image", "load_model", "save_image"]
+__all__ = ["Image", "XRayDenoiseError", "__version__", "adapt", "denoise", "load_image", "load_model", "save_image"]
 
 
 def denoise(image, sigma: float | None = None, method: str = "network", *, max_value: float | None = None, **options):
@@ -95,3 +95,16 @@ def load_model(weights=None):
     from .weights import load_model as _load
 
     return _load(weights)
+
+
+def adapt(inputs, *, minutes: float = 5.0, out=None, from_weights=None, device: str = "auto", progress: bool = True):
+    """Fine-tune the network on one's own noisy radiographs, without clean images.
+
+    ``inputs``: paths (files, folders, globs) or 2-D arrays. Returns an
+    :class:`~xraydenoise.training.adapt.AdaptResult` whose ``weights`` work wherever weights
+    do (``denoise(image, method=str(result.weights))``, ``xraydenoise export``). See
+    :func:`xraydenoise.training.adapt.adapt` for the method.
+    """
+    from .training.adapt import adapt as _adapt
+
+    return _adapt(inputs, out=out, minutes=minutes, from_weights=from_weights, device=device, progress=progress)

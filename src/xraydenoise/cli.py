@@ -357,6 +357,38 @@ def train(
         fail(str(exc))
 
 
+@app.command()
+def adapt(
+    inputs: List[str] = typer.Argument(..., help="Your noisy radiographs: files, folders (searched recursively), globs or a DICOMDIR."),
+    out: Path = typer.Option(..., "-o", "--out", help="Where to write the adapted weights (.safetensors; the model card goes beside it)."),
+    minutes: float = typer.Option(5.0, "--minutes", help="Time budget of the fine-tuning; a rerun of a killed run resumes it."),
+    from_weights: Optional[str] = typer.Option(None, "--from", help="Weights to start from (.safetensors); default: the shipped model."),
+    device: Optional[str] = typer.Option(None, help="auto (default: the first GPU if any), cpu, cuda or cuda:N."),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch (default: all cores)."),
+) -> None:
+    """Fine-tune the network on your own detector's noisy images, without clean ones (self-supervised).
+
+    The noise of each image is estimated from it (level, signal dependence and correlation),
+    and the network learns by Recorrupted-to-Recorrupted (Pang et al. 2021), which holds for
+    correlated noise. A fifth of the images is held out: when adaptation did not lower their
+    self-supervised score, the starting weights are kept, and the command says so. Use the
+    result with `xraydenoise denoise ... --method MODEL.safetensors`.
+    """
+    if not (math.isfinite(minutes) and minutes > 0):
+        fail(f"--minutes must be a number above 0, got {minutes}")
+    if Path(out).suffix.lower() in PICKLE_SUFFIXES or (from_weights and Path(from_weights).suffix.lower() in PICKLE_SUFFIXES):
+        fail("weights are read and written as .safetensors only (pickles can run code)")
+    try:
+        from .training.adapt import adapt as run_adapt
+    except ImportError as exc:
+        fail(f"adapt needs the torch extra: pip install 'xraydenoise[torch]' ({exc})")
+    try:
+        result = run_adapt(inputs, out=out, minutes=minutes, from_weights=from_weights, device=device or "auto", threads=threads)
+    except XRayDenoiseError as exc:
+        fail(str(exc))
+    console.print(result.message, highlight=False, soft_wrap=True)
+
+
 def _parse_devices(text: Optional[str]):
     """Lightning's devices: a count ("2"), a list of indices ("[1]"), or a word ("auto")."""
     if text is None:
