@@ -429,9 +429,9 @@ def network_info(weights: Path, onnx_export_s: float, methods: list[Method]) -> 
     card = model.card
     return {
         "weights": _display_path(weights),
-        "name": card.get("name"),
-        "architecture": card.get("architecture"),
-        "options": card.get("options", {}),
+        "name": card.name,
+        "architecture": card.architecture,
+        "options": card.options,
         "parameters": count_parameters(model),
         "backends": {m.key: m.settings for m in methods if m.kind == "network"},
         "onnx_export_s": round(onnx_export_s, 3),

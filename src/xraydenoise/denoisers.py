@@ -84,7 +84,7 @@ class NetworkDenoiser:
             backend = "torch" if fast else default_backend(weights)
         if backend == "onnxruntime":
             self.backend = _onnx_backend(weights, threads=threads, device=self.device)
-            self.card = dict(self.backend.card)
+            self.card = self.backend.card
         elif backend == "torch":
             from .errors import MissingDependencyError
 
@@ -109,7 +109,7 @@ class NetworkDenoiser:
         self.tile = tile
         self.margin = margin
         self.ensemble = ensemble
-        self.name = str(self.card.get("name", "network"))
+        self.name = self.card.name
 
     @property
     def uses_noise_map(self) -> bool:

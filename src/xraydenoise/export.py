@@ -63,15 +63,15 @@ def export_onnx(weights: str | Path | None, output: str | Path, *, opset: int = 
             )
         program.save(tmp)
         proto = onnx.load(tmp)
-        card = dict(getattr(model, "card", {}))
+        card = model.card
         meta = {
-            "name": str(card.get("name", source.stem)),
+            "name": card.name,
             # Ties the export to the exact weights it came from (a stale export is detected).
             "source_sha256": weights_digest(source),
             "multiple": str(multiple),
             "noise_map": "true" if model.uses_noise_map else "false",
             "noise_channels": str(model.noise_channels),
-            "card": json.dumps(card),
+            "card": json.dumps(card.to_dict()),
         }
         del proto.metadata_props[:]
         for key, value in meta.items():

@@ -129,7 +129,8 @@ class OnnxBackend:
         if channels not in ("0", "1", "3") or (channels == "0") == self.uses_noise_map:
             raise WeightsError(f"{path}: ONNX metadata 'noise_channels' must be 0 (blind), 1 or 3 and agree with 'noise_map', got {channels!r}")
         self.noise_channels = int(channels)
-        self.card = meta
+        self.meta = meta
+        self.card = _card_from_meta(meta, path)
 
     def run(self, image: np.ndarray, noise_map: np.ndarray | None = None) -> np.ndarray:
         height, width = image.shape
@@ -138,6 +139,18 @@ class OnnxBackend:
             feeds["noise_map"] = _pad(_as_condition(noise_map), self.multiple)[None]
         out = self.session.run(None, feeds)[0]
         return out[0, 0, :height, :width]
+
+
+def _card_from_meta(meta: dict, path: Path):
+    """The model card an export carries in its metadata (a minimal one for a foreign graph)."""
+    import json
+
+    from .weights import ModelCard
+
+    try:
+        return ModelCard.from_dict(json.loads(meta["card"]), where=f"{path} (ONNX metadata)")
+    except (KeyError, ValueError, WeightsError):
+        return ModelCard(name=str(meta.get("name", path.stem)), architecture="onnx")
 
 
 def choose_tile_size(height: int, width: int, *, bytes_per_pixel: int = 1200, memory_budget: int | None = None) -> int:

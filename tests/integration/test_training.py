@@ -60,7 +60,7 @@ def test_train_writes_history_curve_weights_and_card(tmp_path):
     assert card["training"]["precision"] == "32-true"
     from xraydenoise.weights import load_model
 
-    assert load_model(run / "model.safetensors").card["name"] == "tiny"
+    assert load_model(run / "model.safetensors").card.name == "tiny"
 
 
 @pytest.mark.slow

@@ -12,16 +12,16 @@ from xraydenoise.weights import load_model, read_card, save_weights
 def test_round_trip_restores_identical_outputs(tmp_path, tiny_weights):
     model = load_model(tiny_weights)
     x = torch.rand(1, 1, 33, 47)
-    path = save_weights(model, tmp_path / "copy.safetensors", dict(model.card))
+    path = save_weights(model, tmp_path / "copy.safetensors", model.card)
     again = load_model(path)
     with torch.no_grad():
         assert torch.equal(model(x), again(x))
-    assert read_card(path)["architecture"] == "unet"
+    assert read_card(path).architecture == "unet"
 
 
 def test_half_precision_weights_load_as_float32(tmp_path, tiny_weights):
     model = load_model(tiny_weights)
-    path = save_weights(model, tmp_path / "half.safetensors", dict(model.card), half=True)
+    path = save_weights(model, tmp_path / "half.safetensors", model.card, half=True)
     assert path.stat().st_size < tiny_weights.stat().st_size
     again = load_model(path)
     assert all(p.dtype == torch.float32 for p in again.parameters())
@@ -77,3 +77,32 @@ def test_missing_card_is_a_clear_error(tmp_path, tiny_weights):
     lonely.write_bytes(tiny_weights.read_bytes())
     with pytest.raises(WeightsError, match="model card"):
         load_model(lonely)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"options": ["channels", 8]}, "'options' must be a dict"),
+    ({"options": {"base_channels": "4", "levels": 2}}, "bad options for model 'unet'"),
+    ({"architecture": 7}, "'architecture' must be a str"),
+    ({"parameters": True}, "'parameters' must be an int"),
+    ({"training": "a lot"}, "'training' must be a dict"),
+])
+def test_a_card_of_the_wrong_shape_is_one_line(tmp_path, tiny_weights, change, message):
+    path = tmp_path / "odd.safetensors"
+    path.write_bytes(tiny_weights.read_bytes())
+    card = json.loads(tiny_weights.with_suffix(".json").read_text())
+    card.update(change)
+    path.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(WeightsError, match=message) as info:
+        load_model(path)
+    assert "\n" not in str(info.value)
+
+
+def test_a_card_keeps_what_a_later_version_added(tmp_path, tiny_weights):
+    card = read_card(tiny_weights).to_dict()
+    card["calibration"] = {"detector": "XYZ-1", "kv": 70}
+    path = tmp_path / "later.safetensors"
+    path.write_bytes(tiny_weights.read_bytes())
+    path.with_suffix(".json").write_text(json.dumps(card))
+    model = load_model(path)
+    save_weights(model, tmp_path / "again.safetensors", model.card)
+    assert json.loads((tmp_path / "again.json").read_text())["calibration"] == {"detector": "XYZ-1", "kv": 70}

@@ -115,7 +115,7 @@ def method_from_spec(spec: str) -> Method:
         from ..weights import read_card, shipped_weights
 
         path = shipped_weights() if base in NETWORK_ALIASES else Path(base)
-        name = str(read_card(path).get("name", path.stem)) if path.suffix == ".safetensors" else path.stem
+        name = read_card(path).name if path.suffix == ".safetensors" else path.stem
         return Method(spec, name + ("-x8" if NETWORK_ALIAS_OPTIONS.get(base, {}).get("ensemble") else "") + suffix)
     from ..classical import get_classical
 

@@ -301,20 +301,18 @@ def adapt(
         "images": len(learn),
         "held_out": len(held),
         "estimated_noise": noise_summary[:20],
-        "from": {"name": card.get("name", start.stem), "sha256": hashlib.sha256(start.read_bytes()).hexdigest()},
+        "from": {"name": card.name, "sha256": hashlib.sha256(start.read_bytes()).hexdigest()},
         "steps": steps,
         "seconds": round(seconds, 1),
         "held_out_score": {"before": score_before, "after": score_after},
         "held_out_psnr_estimate": {"before": round(psnr_before, 3), "after": round(psnr_after, 3)},
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    new_card = dict(card)
-    new_card["name"] = out.stem
-    new_card["adaptation"] = record
+    new_card = card.replace(name=out.stem, adaptation=record)
     if not adapted:
         model = load_model(start)  # keep the starting weights: adaptation did not help
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_weights(model, out, new_card, half=card.get("weights_dtype") == "float16" and adapted is False)
+    save_weights(model, out, new_card, half=card.weights_dtype == "float16" and adapted is False)
     _remove_state(state_dir)
     if adapted:
         message = (f"adapted on {len(learn)} image(s) in {seconds / 60:.1f} min ({steps} steps): held-out estimate "
