@@ -389,6 +389,28 @@ def adapt(
     console.print(result.message, highlight=False, soft_wrap=True)
 
 
+@app.command()
+def ship(
+    run: Path = typer.Argument(..., help="A finished training run folder (it holds model.safetensors)."),
+    name: str = typer.Option(..., "--name", help="The name the model ships under (NAME.safetensors, NAME.json)."),
+    config: List[str] = typer.Option([], "--config", help="The config(s) that made the run, in order; repeat for each stage."),
+    white_expert: Optional[Path] = typer.Option(None, "--white-expert", help="Ship a routed network: RUN is the detector-noise expert, this run the white-noise expert."),
+    white_config: List[str] = typer.Option([], "--white-config", help="The config(s) that made the white-noise expert, in order."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Destination folder (default: the package's pretrained/ folder)."),
+) -> None:
+    """Package a training run as a shipped model: float16 weights, the completed model card, one joined learning curve."""
+    try:
+        from .training.ship import default_destination, ship_run
+    except ImportError as exc:
+        fail(f"ship needs the torch extra: pip install 'xraydenoise[torch]' ({exc})")
+    try:
+        target = ship_run(run, out or default_destination(), name, config=config or None,
+                          white_expert=white_expert, white_config=white_config or None)
+    except XRayDenoiseError as exc:
+        fail(str(exc))
+    console.print(f"wrote {target}", highlight=False)
+
+
 def _parse_devices(text: Optional[str]):
     """Lightning's devices: a count ("2"), a list of indices ("[1]"), or a word ("auto")."""
     if text is None:

@@ -7,11 +7,15 @@ from xraydenoise.models import count_parameters, create_model, grow_state, list_
 SMALL = {"unet": {"base_channels": 8, "levels": 3}, "dncnn": {"depth": 5, "channels": 8}, "rdn": {"channels": 8, "blocks": 2, "layers_per_block": 2, "growth": 4}}
 
 
-def test_registry_lists_the_three_families():
-    assert set(list_models()) == {"unet", "dncnn", "rdn"}
+#: The paper's three families; "routed" puts two RDN experts behind one network (tested below).
+FAMILIES = ["dncnn", "rdn", "unet"]
 
 
-@pytest.mark.parametrize("name", list_models())
+def test_registry_lists_the_three_families_and_the_routed_pair():
+    assert list_models() == sorted(FAMILIES + ["routed"])
+
+
+@pytest.mark.parametrize("name", FAMILIES)
 @pytest.mark.parametrize("noise_map", [False, True])
 def test_every_model_runs_forward_and_backward_on_odd_sizes(name, noise_map):
     torch.manual_seed(0)
@@ -27,7 +31,7 @@ def test_every_model_runs_forward_and_backward_on_odd_sizes(name, noise_map):
     assert count_parameters(model) > 0
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", FAMILIES)
 @pytest.mark.parametrize("shape", [(1, 1), (1, 7), (5, 3)])
 def test_tiny_images_are_padded_not_refused(name, shape):
     model = create_model(name, **SMALL[name]).eval()
@@ -117,3 +121,33 @@ def test_a_blind_rdn_grows_into_one_told_the_noise_that_starts_where_it_was():
         grow_state("rdn", told.state_dict(), blind.state_dict(), told_options, dict(told_options, noise_map=False, correlation=False))
     with pytest.raises(ConfigError, match="noise_map_gain cannot change"):
         grow_state("rdn", told.state_dict(), told.state_dict(), told_options, dict(told_options, noise_map_gain=1.0))
+
+
+ROUTED = {"white": dict(SMALL["rdn"], noise_map=True, noise_map_gain=10.0),
+          "correlated": dict(SMALL["rdn"], noise_map=True, correlation=True, noise_map_gain=10.0), "gate": [0.1, 0.3]}
+
+
+def test_a_routed_network_takes_each_expert_by_the_noise_correlation_and_blends_between():
+    from xraydenoise.models.routed import compose_state
+
+    torch.manual_seed(0)
+    white = create_model("rdn", **ROUTED["white"])
+    correlated = create_model("rdn", **ROUTED["correlated"])
+    for p in list(white.parameters()) + list(correlated.parameters()):
+        torch.nn.init.normal_(p, std=0.1)
+    routed = create_model("routed", **ROUTED).eval()
+    routed.load_state_dict(compose_state(white.state_dict(), correlated.state_dict()))
+    assert routed.noise_channels == 3
+    x = torch.rand(3, 1, 37, 29)
+    std = torch.full_like(x, 0.05)
+    told = torch.cat([std, torch.cat([torch.full_like(x[:1], v) for v in (0.05, 0.2, 0.5)]), torch.zeros_like(x)], dim=1)
+    with torch.no_grad():
+        out = routed(x, told)
+        w, c = white(x, std), correlated(x, told)
+    assert torch.allclose(out[0], w[0], atol=1e-6)  # lag-1 0.05: white expert
+    assert torch.allclose(out[2], c[2], atol=1e-6)  # lag-1 0.5: detector expert
+    assert torch.allclose(out[1], 0.5 * (w[1] + c[1]), atol=1e-6)  # halfway through the gate: the mean
+    with pytest.raises(ConfigError, match="white expert told the std map"):
+        create_model("routed", white=SMALL["rdn"], correlated=ROUTED["correlated"])
+    with pytest.raises(ConfigError, match="gate"):
+        create_model("routed", **dict(ROUTED, gate=[0.4, 0.2]))

@@ -11,10 +11,12 @@ _REGISTRY: dict[str, str] = {
     "unet": "xraydenoise.models.unet:unet",
     "dncnn": "xraydenoise.models.dncnn:dncnn",
     "rdn": "xraydenoise.models.rdn:rdn",
+    "routed": "xraydenoise.models.routed:routed",
 }
 
 #: Which family of the paper's comparison each model stands for.
-FAMILY = {"unet": "U-Net (paper)", "dncnn": "ResNet-style (DnCNN)", "rdn": "DenseNet-style (RDN)"}
+FAMILY = {"unet": "U-Net (paper)", "dncnn": "ResNet-style (DnCNN)", "rdn": "DenseNet-style (RDN)",
+          "routed": "two DenseNet-style (RDN) experts routed by the noise"}
 
 
 def list_models() -> list[str]:

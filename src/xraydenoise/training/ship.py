@@ -1,52 +1,93 @@
-"""Package a finished training run: weights in float16 safetensors, its model card and history.
+"""Package finished training runs as a shipped model: float16 safetensors, its card and history.
 
-    python -m xraydenoise.training.ship RUN_DIR DEST_DIR NAME [CONFIG ...]
+``xraydenoise ship RUN --name NAME [--config CONFIG ...] [--out DIR]`` ships one run;
+``--white-expert RUN`` ships a routed network (:mod:`xraydenoise.models.routed`) whose detector
+expert is RUN and whose white-noise expert is the other run. CONFIG: the config(s) that made
+the run, in order (several when it started from the weights of earlier runs); the card
+records them and the commands that reproduce the model.
 
-CONFIG: the config(s) that made the run, in order (several when it started from the weights
-of an earlier run); the card records them and the commands that reproduce the model.
-
-float16 halves the file (the shipped U-Net is 4.5 MB instead of 9 MB); weights are converted
-back to float32 on load, and the outputs move by far less than one grey level.
+float16 halves the file; weights are converted back to float32 on load, and the outputs move
+by far less than one grey level.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from ..weights import load_model, save_weights
+from ..errors import ConfigError
+from ..weights import SHIPPED_DIR, ModelCard, load_model, save_weights
 from .train import joined_history, write_history
 
 
-def ship_run(run_dir: str | Path, dest_dir: str | Path, name: str, *, config: str | list[str] | None = None) -> Path:
-    run_dir, dest_dir = Path(run_dir), Path(dest_dir)
-    model = load_model(run_dir / "model.safetensors")
-    card = dict(model.card)
-    card["name"] = name
-    training = card.get("training", {})
-    earlier = training.get("initialised_from")
+def _completed(card: ModelCard, run_dir: Path, configs: list[str] | None) -> tuple[ModelCard, list[dict]]:
+    """The run's card with the totals over all its stages, and its joined history."""
+    training = dict(card.training)
     history = joined_history(run_dir) if (run_dir / "history.csv").exists() else []
-    if earlier and history:  # totals over every stage, from the joined history
+    if training.get("initialised_from") and history:  # totals over every stage, from the joined history
         training["total_steps"] = int(history[-1]["step"])
         training["total_seconds"] = float(history[-1]["elapsed_s"])
-    if config:
-        configs = [config] if isinstance(config, str) else list(config)
-        card["config"] = configs[-1] if len(configs) == 1 else configs
-        card["command"] = " && ".join(f"xraydenoise train --config {c}" for c in configs)
+    card = card.replace(training=training)
+    if configs:
+        card = card.replace(config=configs[-1] if len(configs) == 1 else list(configs),
+                            command=" && ".join(f"xraydenoise train --config {c}" for c in configs))
+    return card, history
+
+
+def _run_model(run_dir: Path):
+    weights = run_dir / "model.safetensors"
+    if not weights.is_file():
+        raise ConfigError(f"{run_dir}: no model.safetensors (has the run finished? `xraydenoise train --resume` completes it)")
+    return load_model(weights)
+
+
+def ship_run(run_dir: str | Path, dest_dir: str | Path, name: str, *, config: str | list[str] | None = None,
+             white_expert: str | Path | None = None, white_config: str | list[str] | None = None,
+             gate: tuple[float, float] = (0.1, 0.3)) -> Path:
+    """Ship ``run_dir`` as ``dest_dir/NAME.safetensors`` (+ ``.json`` card, ``.history.csv``).
+
+    With ``white_expert`` the shipped network is routed: ``run_dir`` is its detector expert
+    (told the std map and the correlation), ``white_expert`` its white-noise expert (told the
+    std map); the card lists both experts' cards, and the history written is the detector
+    expert's (the white expert's goes beside it as ``NAME.white.history.csv``).
+    """
+    run_dir, dest_dir = Path(run_dir), Path(dest_dir)
+    configs = [config] if isinstance(config, str) else list(config or [])
+    model = _run_model(run_dir)
+    card, history = _completed(model.card.replace(name=name), run_dir, configs)
+    white_history: list[dict] = []
+    if white_expert is not None:
+        from ..models import count_parameters, create_model
+        from ..models.routed import compose_state
+
+        white_dir = Path(white_expert)
+        white = _run_model(white_dir)
+        white_configs = [white_config] if isinstance(white_config, str) else list(white_config or [])
+        white_card, white_history = _completed(white.card, white_dir, white_configs)
+        options = {"white": white.card.options, "correlated": model.card.options, "gate": list(gate)}
+        routed = create_model("routed", **options)
+        routed.load_state_dict(compose_state(white.state_dict(), model.state_dict()))
+        card = ModelCard(
+            name=name, architecture="routed", options=options, parameters=count_parameters(routed), blind=False,
+            data=card.data, noise={"white": white_card.noise, "correlated": card.noise},
+            training={"total_steps": int(card.training.get("total_steps", card.training.get("steps", 0)))
+                      + int(white_card.training.get("total_steps", white_card.training.get("steps", 0))),
+                      "total_seconds": float(card.training.get("total_seconds", card.training.get("seconds", 0)))
+                      + float(white_card.training.get("total_seconds", white_card.training.get("seconds", 0))),
+                      "machine": card.training.get("machine")},
+            validation={"white": white_card.validation, "correlated": card.validation},
+            experts={"white": white_card.to_dict(), "correlated": card.to_dict()},
+            config=[*white_configs, *configs] or None,
+            command=" && ".join(filter(None, [white_card.command, card.command])) or None,
+        )
+        model = routed
+    dest_dir.mkdir(parents=True, exist_ok=True)
     target = save_weights(model, dest_dir / f"{name}.safetensors", card, half=True)
     if history:
         write_history(dest_dir / f"{name}.history.csv", history)
+    if white_history:
+        write_history(dest_dir / f"{name}.white.history.csv", white_history)
     return target
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) < 3:
-        print("usage: python -m xraydenoise.training.ship RUN_DIR DEST_DIR NAME [CONFIG ...]", file=sys.stderr)
-        return 2
-    print(ship_run(*args[:3], config=args[3:] or None))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def default_destination() -> Path:
+    return SHIPPED_DIR
