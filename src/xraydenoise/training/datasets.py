@@ -35,26 +35,27 @@ def _pad_to(image: np.ndarray, size: int) -> np.ndarray:
     return image
 
 
-def inherent_noise(images: list[np.ndarray]) -> list[tuple[float, float]]:
-    """``(a, s)`` of the noise each "clean" image already has, as :func:`estimate_noise` reads it.
+def inherent_noise(images: list[np.ndarray]) -> list[tuple[float, float, float, float]]:
+    """``(a, s, lag1, lag2)`` of the noise each "clean" image already has, as
+    :func:`~xraydenoise.noise.estimate_noise` reads it: its level and its correlation.
 
-    The dev radiographs are not noise-free (film grain, quantum noise of the original
-    exposure, JPEG), and an estimate from an image reads that noise, and a little anatomy,
-    along with any noise added. A network told the estimate in use is therefore told, in
-    training, the added noise together with this (``tell_inherent``): told the level of a
-    clean image, it learns to leave the image as it is.
+    The dev radiographs are not noise-free (film grain, the original exposure's quantum
+    noise, JPEG), and their flattest blocks hold fine texture; an estimate from an image reads
+    all of it along with any noise added. A network told the estimate in use is therefore
+    told, in training, what the estimate would read (``tell_inherent``, :func:`tell_inherent`):
+    told the level and correlation of a clean image, it learns to leave the image as it is.
     """
     from rich.progress import track
 
-    from ..noise import estimate_noise
+    from ..noise import correlation_descriptor, estimate_noise
 
     out = []
     for image in track(images, description="reading the images' own noise", transient=True):
         if min(image.shape) < 32:
-            out.append((0.0, 0.0))
+            out.append((0.0, 0.0, 0.0, 0.0))
             continue
         found = estimate_noise(image)
-        out.append((found.a, found.s))
+        out.append((found.a, found.s, *correlation_descriptor(found.kernel)))
     return out
 
 
@@ -93,15 +94,27 @@ class RandomPatchDataset(Dataset):
         return patch, torch.tensor(self.inherent[which], dtype=torch.float32)
 
 
-def tell_inherent(condition: torch.Tensor, noisy: torch.Tensor, inherent: torch.Tensor) -> torch.Tensor:
-    """The condition with its std channel raised by each image's own noise: ``sqrt(std^2 + a z + s^2)``.
+def tell_inherent(condition: torch.Tensor, noisy: torch.Tensor, inherent: torch.Tensor, *, correlation: bool = True) -> torch.Tensor:
+    """The condition an estimate from the noisy image would give: the added noise and the
+    image's own (:func:`inherent_noise`) together.
 
-    ``inherent`` is ``(B, 2)``: ``(a, s)`` per patch (:func:`inherent_noise`).
+    Two independent noises add their variances and their autocovariances, so the std is
+    ``sqrt(std^2 + a z + s^2)`` and each correlation value the two correlations weighted by
+    the two (patch-mean) variances. ``inherent`` is ``(B, 4)``: ``(a, s, lag1, lag2)`` per patch.
+    ``correlation=False`` tells the image's own level only, with the added noise's correlation.
     """
-    a = inherent[:, 0].view(-1, 1, 1, 1).to(condition)
-    s = inherent[:, 1].view(-1, 1, 1, 1).to(condition)
-    std = (condition[:, :1] ** 2 + a * noisy.clamp(min=0) + s**2).sqrt()
-    return torch.cat([std, condition[:, 1:]], dim=1)
+    a, s = (inherent[:, i].view(-1, 1, 1, 1).to(condition) for i in (0, 1))
+    own_var = a * noisy.clamp(min=0) + s**2
+    added_var = condition[:, :1] ** 2
+    std = (added_var + own_var).sqrt()
+    if condition.shape[1] == 1 or not correlation:
+        return torch.cat([std, condition[:, 1:]], dim=1)
+    added_w = added_var.mean(dim=(2, 3), keepdim=True)
+    own_w = own_var.mean(dim=(2, 3), keepdim=True)
+    total = (added_w + own_w).clamp(min=1e-12)
+    own_rho = inherent[:, 2:4].view(-1, 2, 1, 1).to(condition)
+    rho = (added_w * condition[:, 1:3] + own_w * own_rho) / total
+    return torch.cat([std, rho.expand(-1, -1, *condition.shape[2:])], dim=1)
 
 
 def center_crop(image: np.ndarray, size: int) -> np.ndarray:
@@ -112,11 +125,11 @@ def center_crop(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def validation_pairs(images: list[np.ndarray], *, crop: int, noise_models: list, seed: int,
-                     correlation: bool = False, with_inherent: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                     correlation: bool = False, with_inherent: str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Fixed (clean, noisy, noise condition, level index) tensors: the same on every run.
 
     The condition is the true noise std map, with the correlation channels when ``correlation``,
-    and raised by the crop's own noise when ``with_inherent`` (see :func:`inherent_noise`).
+    and with the crop's own noise (``with_inherent``: "level" or "all", see :func:`tell_inherent`).
     """
     from ..noise import noise_condition
 
@@ -130,7 +143,8 @@ def validation_pairs(images: list[np.ndarray], *, crop: int, noise_models: list,
             noisy.append(z.astype(np.float32))
             told = noise_condition(z, model, correlation=correlation)
             if own is not None:
-                told = tell_inherent(torch.from_numpy(told)[None], torch.from_numpy(z)[None, None], torch.tensor([own]))[0].numpy()
+                told = tell_inherent(torch.from_numpy(told)[None], torch.from_numpy(z)[None, None], torch.tensor([own]),
+                                     correlation=with_inherent == "all")[0].numpy()
             maps.append(told)
             level.append(j)
     as_tensor = lambda xs: torch.from_numpy(np.stack(xs))[:, None]  # noqa: E731

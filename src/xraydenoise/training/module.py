@@ -102,7 +102,7 @@ class DenoiserModule(L.LightningModule):
             noisy, condition = draw_noise(clean, self.noise_mix, generator, correlation=self.correlation)
             std_map = condition[:, :1]
             if inherent is not None:  # what an estimate from this image would read (tell_inherent)
-                condition = tell_inherent(condition, noisy, inherent)
+                condition = tell_inherent(condition, noisy, inherent, correlation=self.cfg.noise.inherent_mode() == "all")
             told = condition
             if self.cfg.noise.told_std_error or self.cfg.noise.told_correlation_error:
                 told = perturb_condition(condition, generator, std_error=self.cfg.noise.told_std_error,
@@ -142,7 +142,8 @@ class DenoiserModule(L.LightningModule):
     def configure_optimizers(self):
         optim = torch.optim.Adam(self.model.parameters(), lr=self.cfg.optim.lr)
         if self.cfg.optim.cosine and self.cfg.max_steps > 0:
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(optim, T_max=self.cfg.max_steps, eta_min=self.cfg.optim.lr * 0.01)
+            period = self.cfg.optim.cosine_steps or self.cfg.max_steps
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(optim, T_max=period, eta_min=self.cfg.optim.lr * 0.01)
             return {"optimizer": optim, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optim, mode="min", factor=self.cfg.optim.plateau_factor, patience=self.cfg.optim.plateau_patience

@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import time
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from ..data import get_split, read_dataset
 from ..errors import ConfigError
 from ..io._atomic import atomic_write, atomic_write_text
 from ..models import count_parameters
-from ..weights import save_weights
+from ..weights import ModelCard, save_weights
 from .config import DataConfig, ModelConfig, TrainConfig
 from .datasets import RandomPatchDataset, inherent_noise, load_images, validation_pairs, with_scales
 from ..hardware import machine_description
@@ -156,11 +155,11 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     train_images = with_scales(load_images(train_records), cfg.data.scales)
     train_set = RandomPatchDataset(
         train_images, crop=crop, length=cfg.data.steps_per_epoch * cfg.data.batch_size, seed=cfg.seed,
-        inherent=inherent_noise(train_images) if cfg.noise.tell_inherent else None,
+        inherent=inherent_noise(train_images) if cfg.noise.inherent_mode() else None,
     )
     module = DenoiserModule(cfg.to_dict())
     val_set = TensorDataset(*validation_pairs(load_images(val_records), crop=cfg.data.val_crop, noise_models=cfg.noise.validation_models(),
-                                              seed=cfg.seed, correlation=module.correlation, with_inherent=cfg.noise.tell_inherent))
+                                              seed=cfg.seed, correlation=module.correlation, with_inherent=cfg.noise.inherent_mode()))
 
     train_loader = DataLoader(train_set, batch_size=cfg.data.batch_size, shuffle=False, num_workers=cfg.data.num_workers, drop_last=True)
     val_loader = DataLoader(val_set, batch_size=16, shuffle=False, num_workers=0)
@@ -255,7 +254,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
             card["training"]["initialised_from"] = initialised_from
             card["training"]["total_steps"] = trainer.global_step + int(initialised_from["steps"] or 0)
             card["training"]["total_seconds"] = round(history.elapsed() + float(initialised_from["seconds"] or 0), 1)
-        save_weights(module.model, weights, card)
+        save_weights(module.model, weights, ModelCard.from_dict(card))
         print(f"weights written to {weights}", flush=True)
     return weights
 
@@ -292,20 +291,20 @@ def _initialise(module: DenoiserModule, cfg: TrainConfig) -> dict:
 
     path = Path(cfg.init_weights)
     card = read_card(path)
-    if card.get("architecture") != cfg.model.name:
+    if card.architecture != cfg.model.name:
         raise ConfigError(
-            f"init_weights {path}: made for {card.get('architecture')} {card.get('options')}, "
+            f"init_weights {path}: made for {card.architecture} {card.options}, "
             f"not the config's {cfg.model.name} {cfg.model.options}"
         )
     state = {k: v.float() for k, v in load_state(path).items()}
-    grown = card.get("options") != cfg.model.options
+    grown = card.options != cfg.model.options
     if grown:
         # A larger model of the same family (e.g. an RDN with more blocks) starts from one that
         # computes exactly what the trained one did; families that cannot grow say so in one line.
         from ..models import grow_state
 
         try:
-            state = grow_state(cfg.model.name, state, module.model.state_dict(), card.get("options") or {}, cfg.model.options)
+            state = grow_state(cfg.model.name, state, module.model.state_dict(), card.options, cfg.model.options)
         except ConfigError as exc:
             raise ConfigError(f"init_weights {path}: {exc}") from None
     module.model.load_state_dict(state, strict=True)
@@ -317,7 +316,7 @@ def _initialise(module: DenoiserModule, cfg: TrainConfig) -> dict:
         earlier_rows = read_history(shipped_history)
     elif (path.parent / "history.csv").is_file() and path.parent.resolve() != Path(cfg.output_dir).resolve():
         earlier_rows = joined_history(path.parent)
-    previous = card.get("training", {})
+    previous = card.training
     if earlier_rows:
         write_history(Path(cfg.output_dir) / INIT_HISTORY, earlier_rows)
         # That history counts every earlier stage; a run's own card only knows the stage before it.
@@ -326,7 +325,7 @@ def _initialise(module: DenoiserModule, cfg: TrainConfig) -> dict:
         steps, seconds = previous.get("total_steps", previous.get("steps")), previous.get("total_seconds", previous.get("seconds"))
     started = {"weights": str(cfg.init_weights), "steps": steps, "seconds": seconds}
     if grown:
-        started["options"] = card.get("options")
+        started["options"] = card.options
     return started
 
 
@@ -348,7 +347,7 @@ def folder_config(data: str | Path, output_dir: str | Path, *, init_weights: str
     card = read_card(start)
     cfg = TrainConfig(
         name=Path(output_dir).name,
-        model=ModelConfig(name=card["architecture"], options=dict(card.get("options") or {})),
+        model=ModelConfig(name=card.architecture, options=dict(card.options)),
         data=DataConfig(root=str(folder.resolve())),
         output_dir=str(output_dir),
         max_minutes=minutes,
@@ -363,5 +362,5 @@ def run_config(path: str | Path | TrainConfig, *, resume: bool = False, **overri
     cfg = path if isinstance(path, TrainConfig) else TrainConfig.from_yaml(path)
     top = {k: v for k, v in overrides.items() if v is not None}
     if top:
-        cfg = replace(cfg, **top)
+        cfg = cfg.replace(**top)
     return train(cfg, resume=resume)
