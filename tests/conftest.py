@@ -14,6 +14,27 @@ SAMPLES = ROOT / "src" / "xraydenoise" / "samples"
 CHEST = SAMPLES / "nih_00001629_002.png"
 HAND = SAMPLES / "fracatlas_IMG0000025.png"
 
+def require(module: str):
+    """Import ``module`` or fail: every optional package a test needs is in the dev install
+    (``make test`` installs it), so a missing one is a broken setup, never a reason to skip."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        pytest.fail(f"{module} is not installed ({exc}); it is part of the dev install: make setup", pytrace=False)
+
+
+def require_dev_data() -> Path:
+    """The development data set's manifest, or fail: the tests run on real radiographs."""
+    from xraydenoise.settings import data_dir
+
+    manifest = data_dir() / "manifest.csv"
+    if not manifest.is_file():
+        pytest.fail(f"development data not found at {data_dir()} (set XRAYDENOISE_DATA to the folder with manifest.csv)", pytrace=False)
+    return manifest
+
+
 # Tests never pick up a user's cache: every test session gets its own.
 os.environ.setdefault("XRAYDENOISE_CACHE", str(Path(os.environ.get("PYTEST_TMPDIR", "/tmp")) / f"xraydenoise-test-cache-{os.getpid()}"))
 

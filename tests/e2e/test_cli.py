@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import CHEST, HAND, run_cli
+from tests.conftest import CHEST, HAND, require, run_cli
 from xraydenoise.io import Image, load_image, save_image
 from xraydenoise.metrics import psnr
 
@@ -50,7 +50,7 @@ def test_noise_denoise_score_round_trip_on_a_real_png(tmp_path):
 
 
 def test_sixteen_bit_dicom_keeps_header_and_bit_depth(tmp_path):
-    pydicom = pytest.importorskip("pydicom")
+    pydicom = require("pydicom")
     source = load_image(HAND)
     pixels16 = (source.pixels.astype(np.uint16)[:200, :200] * 16)  # 12-bit data in 16-bit words
     dicom_in = tmp_path / "in" / "hand.dcm"

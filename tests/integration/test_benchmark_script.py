@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "run_benchmarks.py"
@@ -25,7 +26,7 @@ CLASSICAL = {"gaussian", "median", "wavelet", "tv", "nlm", "bm3d"}
 @pytest.fixture(scope="module")
 def small_weights(tmp_path_factory) -> Path:
     """A small untrained U-Net: the benchmark needs weights, not good ones."""
-    pytest.importorskip("torch")
+    require("torch")
     from xraydenoise.models import create_model
     from xraydenoise.weights import save_weights
 
@@ -40,8 +41,8 @@ def run_script(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow  # about 30-40 s: ONNX export, BM3D and a subprocess
 def test_quick_run_writes_complete_results(small_weights, tmp_path):
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnx")
+    require("onnxruntime")
+    require("onnx")
     done = run_script("--quick", "--weights", str(small_weights), "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import require, run_cli
 
-pytest.importorskip("onnxruntime")
+require("onnxruntime")
 
 
 @pytest.fixture(scope="module")

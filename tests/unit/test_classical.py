@@ -30,6 +30,7 @@ from xraydenoise.noise import (
     add_poisson_gaussian_noise,
 )
 from xraydenoise.settings import data_dir
+from tests.conftest import require_dev_data
 
 METHODS = sorted(CLASSICAL_METHODS)
 SIGMA25 = 25 / 255
@@ -40,9 +41,7 @@ def _test_images() -> tuple[tuple[str, np.ndarray], ...]:
     """The first and the middle image (sorted by path) of each source."""
     from PIL import Image
 
-    manifest = data_dir() / "manifest.csv"
-    if not manifest.is_file():
-        pytest.skip(f"development data not found at {data_dir()} (set XRAYDENOISE_DATA)")
+    manifest = require_dev_data()
     with manifest.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     out = []

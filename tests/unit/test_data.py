@@ -30,21 +30,18 @@ from xraydenoise.data import (
 from xraydenoise.data import splits as splits_module
 from xraydenoise.data.manifest import age_group, fill_fields
 from xraydenoise.errors import ConfigError, XRayDenoiseError
+from tests.conftest import require_dev_data
 
 DEV_COLUMNS = (
     "path,source,institution,license,region,modality,view,age,age_group,sex,finding,category,"
     "patient_id,width,height,bit_depth,original_width,original_height,origin"
 ).split(",")
 
-dev_available = pytest.mark.skipif(
-    not (settings.data_dir() / "manifest.csv").is_file(), reason="development data set not present"
-)
 
 
 @pytest.fixture(scope="module")
 def dev_records() -> list[Record]:
-    if not (settings.data_dir() / "manifest.csv").is_file():
-        pytest.skip("development data set not present")
+    require_dev_data()
     return read_manifest()
 
 
@@ -409,7 +406,6 @@ def test_read_dataset_dispatch(tmp_path: Path) -> None:
         read_dataset(tmp_path / "nowhere")
 
 
-@dev_available
 def test_read_dataset_dev(dev_records: list[Record]) -> None:
     assert read_dataset(settings.data_dir()) == dev_records
 

@@ -4,6 +4,7 @@ import torch
 
 from xraydenoise.inference import TorchBackend, choose_tile_size, pad_to, tile_inference
 from xraydenoise.weights import load_model
+from tests.conftest import require
 
 
 def test_padding_mirrors_where_it_can_and_repeats_the_edge_otherwise():
@@ -74,7 +75,7 @@ def test_a_network_told_the_noise_is_tiled_exactly_and_reads_what_it_is_told(tol
 
 
 def test_onnx_export_of_a_network_told_the_noise_matches_torch(told_weights, chest_image, tmp_path):
-    pytest.importorskip("onnxruntime", reason="the onnx-runtime extra is part of the dev install")
+    require("onnxruntime")
     from xraydenoise.denoisers import NetworkDenoiser
     from xraydenoise.export import export_onnx
     from xraydenoise.noise import parse_noise

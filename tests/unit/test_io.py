@@ -38,6 +38,7 @@ from xraydenoise import settings as xsettings
 from xraydenoise.errors import ImageReadError, ImageWriteError
 from xraydenoise.io import SUPPORTED_SUFFIXES, Image, is_supported_path, load_image, save_image
 from xraydenoise.io.dicom import dicomdir_referenced_files, is_dicom_file, is_dicomdir, output_transfer_syntax
+from tests.conftest import require_dev_data
 
 RNG = np.random.default_rng(1234)
 DX_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
@@ -135,14 +136,12 @@ def private_value(ds: Dataset) -> str:
 @pytest.fixture(scope="module")
 def dev_png() -> Path:
     """First NIH radiograph of the development data set (8-bit PNG)."""
-    manifest = xsettings.data_dir() / "manifest.csv"
-    if not manifest.is_file():
-        pytest.skip(f"development data not found at {manifest}")
+    manifest = require_dev_data()
     with manifest.open(newline="") as fh:
         for row in csv.DictReader(fh):
             if row["source"] == "nih":
                 return xsettings.data_dir() / row["path"]
-    pytest.skip("no NIH image in the manifest")
+    pytest.fail("no NIH image in the development data's manifest")
 
 
 # --------------------------------------------------------------------------- round trips

@@ -15,6 +15,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from xraydenoise.metrics import psnr, ssim
 from xraydenoise.noise import add_gaussian_noise
 from xraydenoise.settings import data_dir
+from tests.conftest import require, require_dev_data
 
 
 @lru_cache(maxsize=None)
@@ -22,9 +23,7 @@ def _real_crops(size: int = 256) -> tuple[np.ndarray, ...]:
     """Centre crops of the first image of each source."""
     from PIL import Image
 
-    manifest = data_dir() / "manifest.csv"
-    if not manifest.is_file():
-        pytest.skip(f"development data not found at {data_dir()} (set XRAYDENOISE_DATA)")
+    manifest = require_dev_data()
     with manifest.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     crops = []
@@ -89,7 +88,7 @@ def test_metric_input_errors() -> None:
 
 
 def test_batch_psnr_is_mean_of_per_image_psnr() -> None:
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     from xraydenoise.metrics import batch_psnr
 
     pairs = _pairs()[:4]
@@ -114,7 +113,7 @@ def test_batch_ssim_close_to_skimage() -> None:
     (7x7 uniform window, the reported metric). Measured on these crops: |difference| up to
     0.02 (0.021 for blurred images at sigma 50, not tested here); it is not the same
     number, so reported SSIM always comes from :func:`xraydenoise.metrics.ssim`."""
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     from xraydenoise.metrics import batch_ssim
 
     diffs = []
@@ -128,7 +127,7 @@ def test_batch_ssim_close_to_skimage() -> None:
 
 
 def test_batch_metrics_are_differentiable() -> None:
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     from xraydenoise.metrics import batch_psnr, batch_ssim
 
     clean = torch.from_numpy(_real_crops(64)[0])[None, None]

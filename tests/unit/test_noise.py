@@ -28,6 +28,7 @@ from xraydenoise.noise import (
     parse_noise,
 )
 from xraydenoise.settings import data_dir
+from tests.conftest import require_dev_data
 
 SOURCES = ("nih", "kermany", "fracatlas")
 
@@ -36,10 +37,7 @@ SOURCES = ("nih", "kermany", "fracatlas")
 
 
 def _manifest() -> Path:
-    path = data_dir() / "manifest.csv"
-    if not path.is_file():
-        pytest.skip(f"development data not found at {data_dir()} (set XRAYDENOISE_DATA)")
-    return path
+    return require_dev_data()
 
 
 @lru_cache(maxsize=None)

@@ -21,7 +21,7 @@ from xraydenoise.noise import (
     estimate_noise,
     parse_noise,
 )
-from xraydenoise.settings import data_dir
+from tests.conftest import require_dev_data
 
 
 def _ramp(size: int = 256) -> np.ndarray:
@@ -87,8 +87,7 @@ def test_estimate_is_deterministic_and_checks_its_input() -> None:
 
 @lru_cache(maxsize=None)
 def _crops():
-    if not (data_dir() / "manifest.csv").is_file():
-        pytest.skip(f"development data not found at {data_dir()} (set XRAYDENOISE_DATA)")
+    require_dev_data()
     from xraydenoise.evaluation.noise_estimation_table import dev_crops
 
     return dev_crops()
