@@ -92,8 +92,8 @@ def _quiet_exporter():
     """The exporter's progress lines, warnings and log records go to the debug log, not the terminal."""
     names = ("torch.onnx", "torch.export", "torch._export", "onnxscript")
     levels = {name: logging.getLogger(name).level for name in names}
-    for name in names:
-        logging.getLogger(name).setLevel(logging.ERROR)
+    for name in names:  # CRITICAL: torch.export logs branch tracing (torch.cond) at ERROR level
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     stream = io.StringIO()
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(stream):

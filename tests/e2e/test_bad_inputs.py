@@ -490,3 +490,16 @@ def test_batch_with_bad_weights_and_workers_fails_in_one_line(tmp_path, hand_pix
     assert result.returncode == 2, result.stderr
     assert len(result.error_lines) == 1 and str(w) in result.error_lines[0], result.stderr
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+
+
+def test_one_nan_pixel_is_refused_through_the_api_not_spread():
+    import numpy as np
+
+    import xraydenoise
+    from xraydenoise.errors import XRayDenoiseError
+
+    image = np.full((64, 64), 0.5, np.float32)
+    image[10, 20] = np.nan
+    for method in ("network", "gaussian"):
+        with pytest.raises(XRayDenoiseError, match="NaN or Inf"):
+            xraydenoise.denoise(image, method=method)

@@ -86,3 +86,24 @@ def test_onnx_export_of_a_network_told_the_noise_matches_torch(told_weights, che
     onnx_net = NetworkDenoiser(onnx_path)
     assert onnx_net.noise_channels == 3
     assert np.abs(onnx_net(image) - torch_out).max() < 1e-4
+
+
+@pytest.mark.parametrize("key, value, message", [("multiple", "two", "'multiple' must be an integer"), ("multiple", "0", "'multiple' must be an integer"),
+                                                 ("noise_map", "maybe", "'noise_map' must be true or false"),
+                                                 ("noise_channels", "2", "'noise_channels' must be 0")])
+def test_onnx_metadata_of_the_wrong_kind_is_one_line(told_weights, tmp_path, key, value, message):
+    onnx = require("onnx")
+    require("onnxruntime")
+    from xraydenoise.errors import WeightsError
+    from xraydenoise.export import export_onnx
+    from xraydenoise.inference import OnnxBackend
+
+    path = export_onnx(told_weights, tmp_path / "told.onnx")
+    proto = onnx.load(path)
+    for entry in proto.metadata_props:
+        if entry.key == key:
+            entry.value = value
+    onnx.save(proto, path)
+    with pytest.raises(WeightsError, match=message) as info:
+        OnnxBackend(path)
+    assert "\n" not in str(info.value)

@@ -12,8 +12,8 @@ family the noise is, through its lag-1 autocorrelation (channel 1, 0 for white n
   white noise on textured anatomy, the two outputs blended linearly.
 
 The gate is taken per image (the mean of its correlation channel), so tiles of one image take
-the same route and the result stays independent of the tiling. In eager PyTorch an expert
-whose weight is 0 for the whole batch is not run; an exported graph runs both.
+the same route and the result stays independent of the tiling. An expert whose weight is 0
+for the whole batch is not run, in eager PyTorch and in an exported (ONNX) graph alike.
 """
 
 from __future__ import annotations
@@ -47,14 +47,28 @@ class RoutedCore(nn.Module):
         lag1 = noise_map[:, 1:2].mean(dim=(2, 3), keepdim=True)
         return ((lag1 - low) / (high - low)).clamp(0.0, 1.0)
 
+    def _white(self, x: torch.Tensor, noise_map: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return self.white(x, noise_map[:, :1])
+
+    def _correlated(self, x: torch.Tensor, noise_map: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return self.correlated(x, noise_map)
+
+    def _blend(self, x: torch.Tensor, noise_map: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return (1 - w) * self.white(x, noise_map[:, :1]) + w * self.correlated(x, noise_map)
+
+    def _not_white(self, x: torch.Tensor, noise_map: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return torch.cond((w == 1).all(), self._correlated, self._blend, (x, noise_map, w))
+
     def forward(self, x: torch.Tensor, noise_map: torch.Tensor) -> torch.Tensor:
         w = self.weights(noise_map)
-        if not torch.jit.is_tracing() and not torch.compiler.is_compiling() and not torch.onnx.is_in_onnx_export():
-            if bool((w == 0).all()):
-                return self.white(x, noise_map[:, :1])
-            if bool((w == 1).all()):
-                return self.correlated(x, noise_map)
-        return (1 - w) * self.white(x, noise_map[:, :1]) + w * self.correlated(x, noise_map)
+        if torch.compiler.is_compiling():
+            # An exported graph (ONNX) branches too, with If nodes, so it runs one expert, not both.
+            return torch.cond((w == 0).all(), self._white, self._not_white, (x, noise_map, w))
+        if bool((w == 0).all()):
+            return self._white(x, noise_map, w)
+        if bool((w == 1).all()):
+            return self._correlated(x, noise_map, w)
+        return self._blend(x, noise_map, w)
 
 
 def routed(*, white: dict, correlated: dict, gate: tuple[float, float] | list[float] = (0.1, 0.3)) -> SizeAgnostic:
