@@ -447,7 +447,7 @@ def export(
 @app.command()
 def report(
     out_dir: Path = typer.Option(Path("docs/results"), "--out", "-o", help="Folder for the report, figures and data."),
-    quick: bool = typer.Option(False, "--quick", help="Run the whole pipeline on a few images with tiny training budgets (for tests)."),
+    quick: bool = typer.Option(False, "--quick", help="Run the whole pipeline on a few small images with the same networks (for tests)."),
 ) -> None:
     """Regenerate the paper's Tables 1-10 and figures on real radiographs."""
     try:

@@ -72,22 +72,49 @@ def test_network_inference_on_the_cpu_is_deterministic(tiny_weights, chest_image
     assert np.array_equal(first, second)
 
 
+def _fingerprints(*folders):
+    """Name, size and SHA-256 of every file in ``folders``: what the report must leave as it is."""
+    import hashlib
+
+    return {str(p): (p.stat().st_size, hashlib.sha256(p.read_bytes()).hexdigest()) for folder in folders for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 @pytest.mark.slow
 def test_rerunning_the_report_reproduces_its_numbers(tmp_path):
     import csv
+    import json
 
+    from tests.conftest import ROOT
+
+    # The report never trains: --quick runs the committed networks, and writes nothing beside them.
+    untouched = (ROOT / "trained", ROOT / "src" / "xraydenoise" / "pretrained")
+    before = _fingerprints(*untouched)
+    readme_before = (ROOT / "README.md").read_text()
     out = tmp_path / "report"
     assert run_cli("report", "--out", out, "--quick", timeout=900).returncode == 0
     first = (out / "data" / "per_image.csv").read_text()
+    first_physics = json.loads((out / "data" / "physics.json").read_text())
     text = (out / "README.md").read_text()
     for number in range(1, 11):
         assert f"## Table {number}:" in text
-    assert "Wilcoxon" in text
-    for figure in ("examples_chest", "examples_extremity", "augmentation", "learning_curves", "psnr_vs_sigma"):
+    for section in ("## Detector noise", "## Imaging physics", "## Adaptation"):
+        assert section in text
+    assert "Wilcoxon" in text and "gaussian-0 (vs the identity)" in text
+    for figure in ("examples_chest", "examples_extremity", "augmentation", "learning_curves", "psnr_vs_sigma", "physics_mtf_nps"):
         assert (out / "figures" / f"{figure}.png").stat().st_size > 5000
-    (out / "cache.jsonl").unlink()  # recompute every score; the trained models are reused
+    assert not (out / "models").exists() and not (out / "runs").exists(), "the report trained a network"
+    (out / "cache.jsonl").unlink()  # recompute every score, on the same committed networks
     assert run_cli("report", "--out", out, "--quick", timeout=900).returncode == 0
     second = (out / "data" / "per_image.csv").read_text()
+    assert _fingerprints(*untouched) == before, "the report wrote into trained/ or the package's pretrained/"
+    assert (ROOT / "README.md").read_text() == readme_before, "a --quick report must not rewrite README.md"
+    second_physics = json.loads((out / "data" / "physics.json").read_text())
+
+    def physics_values(data):
+        return [v for noise in data["noises"].values() for part in [noise["input"], *noise["methods"].values()]
+                for curve in part.values() for v in curve.values()]
+
+    assert np.allclose(physics_values(first_physics), physics_values(second_physics), rtol=1e-5, atol=1e-9)
 
     def scores(text):
         return [(r["image"], r["level"], r["method"], r["size"], float(r["psnr"]), float(r["ssim"])) for r in csv.DictReader(text.splitlines())]
@@ -95,8 +122,9 @@ def test_rerunning_the_report_reproduces_its_numbers(tmp_path):
     a, b = scores(first), scores(second)
     assert len(a) == len(b) > 50
     assert [row[:4] for row in a] == [row[:4] for row in b]
-    # Equal to 100x the report's precision (2 decimals in dB, 4 in SSIM): BM3D and oneDNN's
-    # multi-threaded reductions differ between processes by up to ~5e-7 dB (measured), while
-    # everything is bit-identical within one process (see the tests above).
+    # Equal to 100x the report's precision in dB (2 decimals) and 10x in SSIM (4 decimals): BM3D
+    # and oneDNN's multi-threaded reductions differ between processes by up to ~5e-7 dB, and
+    # BM3D's SSIM by up to 1.6e-6 on a loaded machine (measured), while everything is
+    # bit-identical within one process (see the tests above).
     assert np.allclose([row[4] for row in a], [row[4] for row in b], rtol=0, atol=1e-4), max(abs(x[4] - y[4]) for x, y in zip(a, b))
-    assert np.allclose([row[5] for row in a], [row[5] for row in b], rtol=0, atol=1e-6), max(abs(x[5] - y[5]) for x, y in zip(a, b))
+    assert np.allclose([row[5] for row in a], [row[5] for row in b], rtol=0, atol=1e-5), max(abs(x[5] - y[5]) for x, y in zip(a, b))

@@ -115,7 +115,7 @@ def augmentation_figure(patch: np.ndarray, path: Path) -> Path:
     import torch
     import kornia.geometry.transform as KT
 
-    from ..training.module import Augment
+    from ..data.augmentation import Augment
 
     plt = _plt()
     x = torch.from_numpy(np.ascontiguousarray(patch, dtype=np.float32))[None, None]
@@ -190,3 +190,38 @@ def psnr_vs_sigma_figure(summary: list[dict], sigmas: dict[str, float], path: Pa
     ax_s.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _without_zero_frequency(curve: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """An NPS curve without its first annulus: that one holds only the zero frequency, which the
+    detrending of :func:`~xraydenoise.evaluation.physics.radial_nps` removes (about 1e-30 on a log axis)."""
+    freq, nps = curve
+    return freq[1:], nps[1:]
+
+
+def physics_figure(curves: dict[str, dict[str, dict]], path: Path) -> Path:
+    """One row per noise model: the MTF (slanted edge) and the residual NPS (flat field) of each method.
+
+    ``curves[noise_label][method_label]`` is what :func:`xraydenoise.evaluation.physics.mtf_and_nps`
+    returns; the ``input_`` curves of the first method are drawn as "noisy input".
+    """
+    plt = _plt()
+    fig, axes = plt.subplots(len(curves), 2, figsize=(10, 3.6 * len(curves)), squeeze=False)
+    for row, (noise_label, by_method) in enumerate(curves.items()):
+        ax_mtf, ax_nps = axes[row]
+        first = next(iter(by_method.values()))
+        ax_mtf.plot(*first["input_mtf"], color="0.5", linestyle="--", label="noisy input (phantom)")
+        ax_nps.semilogy(*_without_zero_frequency(first["input_nps"]), color="0.5", linestyle="--", label="noise added")
+        for method, result in by_method.items():
+            ax_mtf.plot(*result["mtf"], label=method)
+            ax_nps.semilogy(*_without_zero_frequency(result["nps"]), label=f"{method} residual")
+        ax_mtf.set(xlim=(0, 0.5), ylim=(0, 1.1), xlabel="spatial frequency (cycles/pixel)", ylabel="MTF",
+                   title=f"{noise_label}: MTF from a slanted edge")
+        ax_nps.set(xlim=(0, 0.5), xlabel="spatial frequency (cycles/pixel)", ylabel="NPS (intensity² · pixel²)",
+                   title=f"{noise_label}: NPS on a flat field")
+        ax_mtf.grid(alpha=0.3)
+        ax_nps.grid(alpha=0.3, which="both")
+        ax_mtf.legend(fontsize=8)
+        ax_nps.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path, dpi=110)

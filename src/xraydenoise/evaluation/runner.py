@@ -41,6 +41,21 @@ PROTOCOL_VERSION = 1
 NOISY = "noisy"  # pseudo-method: the noisy input itself, for reference
 
 
+def scoring_options(spec: str) -> dict:
+    """Network options for scoring: PyTorch fp32, the reference every faster backend is held to.
+
+    The default backend is chosen by timing (:func:`~xraydenoise.denoisers.fastest_backend`),
+    which may differ between runs and machines; scores must not. Without torch, ONNX Runtime
+    (equal to fp32 to ~1e-7).
+    """
+    base, _ = split_mode(spec)
+    if not is_network(base) or Path(base).suffix.lower() == ".onnx":
+        return {}
+    import importlib.util
+
+    return {"backend": "torch" if importlib.util.find_spec("torch") is not None else "onnxruntime"}
+
+
 def parse_levels(text: str) -> list[NoiseModel]:
     """Parse ``evaluate --levels``: comma-separated noise specifications.
 
@@ -202,7 +217,7 @@ def evaluate(
                         if method.spec == NOISY:
                             out = noisy
                         else:
-                            out = denoise_with_noise(method.spec, noisy, noise)
+                            out = denoise_with_noise(method.spec, noisy, noise, **scoring_options(method.spec))
                         seconds = time.perf_counter() - start
                         out = np.clip(out, 0.0, 1.0)
                         row = {

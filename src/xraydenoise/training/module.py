@@ -7,34 +7,10 @@ import torch
 
 from ..models import create_model
 from ..noise import NoiseMix
+from ..data.augmentation import Augment
 from .config import NoiseConfig, TrainConfig
 from .datasets import tell_inherent
 from .losses import combined_loss, psnr_per_image, ssim_per_image
-
-
-class Augment(torch.nn.Module):
-    """The paper's augmentation: rotation within +-15 degrees, horizontal/vertical flips, zoom 0.8-1.2.
-
-    Applied to the enlarged random crops, then centre-cropped to the training patch so the
-    rotated corners never show.
-    """
-
-    def __init__(self, patch: int) -> None:
-        super().__init__()
-        import kornia.augmentation as K
-
-        self.patch = patch
-        self.ops = K.AugmentationSequential(
-            K.RandomHorizontalFlip(p=0.5),
-            K.RandomVerticalFlip(p=0.5),
-            K.RandomAffine(degrees=15.0, scale=(0.8, 1.2), p=1.0, padding_mode="reflection"),
-        )
-
-    def forward(self, crops: torch.Tensor) -> torch.Tensor:
-        out = self.ops(crops)
-        top = (out.shape[-2] - self.patch) // 2
-        left = (out.shape[-1] - self.patch) // 2
-        return out[..., top : top + self.patch, left : left + self.patch].clamp(0.0, 1.0)
 
 
 def draw_noise(clean: torch.Tensor, noise: NoiseMix | NoiseConfig, generator: torch.Generator, *,
