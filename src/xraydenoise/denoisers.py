@@ -132,14 +132,27 @@ class NetworkDenoiser:
         model = noise_model_for(image, noise)
         return noise_condition(image, model, correlation=self.noise_channels > 1)
 
-    def _tiled(self, image: np.ndarray, noise_map: np.ndarray | None, tile: int) -> np.ndarray:
+    def condition_for(self, image: np.ndarray, noise=None):
+        """What the network is told, as a function of a window of ``image``: the noise model is
+        decided once for the whole image, the condition made tile by tile (a 4096 px image's
+        three float32 condition channels would take 200 MB at once). None for a blind network."""
+        if not self.noise_channels:
+            return None
+        from .noise import noise_condition, noise_model_for
+
+        model = noise_model_for(image, noise)
+        correlation = self.noise_channels > 1
+        return lambda window: noise_condition(window, model, correlation=correlation)
+
+    def _tiled(self, image: np.ndarray, noise_map, tile: int) -> np.ndarray:
         out = tile_inference(self.backend.run, image, noise_map=noise_map, tile=tile, margin=self.margin,
                              multiple=self.backend.multiple)
         if out.shape != image.shape:  # a foreign ONNX graph may crop or resize
             raise XRayDenoiseError(f"network {self.name} returned shape {out.shape} for an image of shape {image.shape}")
         return out
 
-    def _run(self, image: np.ndarray, noise_map: np.ndarray | None) -> np.ndarray:
+    def _run(self, image: np.ndarray, noise_map) -> np.ndarray:
+        """``noise_map``: None, a ``(K, H, W)`` condition, or a function of a window (``condition_for``)."""
         height, width = image.shape
         tile = self.tile or choose_tile_size(height, width)
         if not self.ensemble:
@@ -150,7 +163,10 @@ class NetworkDenoiser:
         for turns in range(4):
             for flip in (False, True):
                 transformed = _dihedral(image, turns, flip)
-                transformed_map = None if noise_map is None else np.stack([_dihedral(c, turns, flip) for c in noise_map])
+                if noise_map is None or callable(noise_map):  # a function of the window: pointwise in it
+                    transformed_map = noise_map
+                else:
+                    transformed_map = np.stack([_dihedral(c, turns, flip) for c in noise_map])
                 result = self._tiled(transformed, transformed_map, tile)
                 result = np.rot90(result, -turns)
                 out += result[:, ::-1] if flip else result
@@ -161,7 +177,7 @@ class NetworkDenoiser:
         [0, 1] scale, or a noise model), with what is not given estimated from the image
         (nothing given: everything estimated); a blind network reads only the image."""
         image = np.asarray(image, dtype=np.float32)
-        return self._run(image, self.condition(image, sigma))
+        return self._run(image, self.condition_for(image, sigma))
 
     def denoise_noise(self, noisy: np.ndarray, noise) -> np.ndarray:
         """Denoise told the noise model (the evaluation's "told the true noise"); blind networks ignore it."""

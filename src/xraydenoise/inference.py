@@ -185,7 +185,7 @@ def tile_inference(
     run: Callable[[np.ndarray, np.ndarray | None], np.ndarray],
     image: np.ndarray,
     *,
-    noise_map: np.ndarray | None = None,  # (H, W) or (K, H, W): what the network is told
+    noise_map=None,  # (H, W), (K, H, W), or a function of a window: what the network is told
     tile: int = DEFAULT_TILE,
     margin: int = DEFAULT_MARGIN,
     multiple: int = 1,
@@ -207,7 +207,7 @@ def tile_inference(
     """
     height, width = image.shape
     if height <= tile and width <= tile:
-        return run(image, noise_map)
+        return run(image, noise_map(image) if callable(noise_map) else noise_map)
     multiple = max(1, int(multiple))
     margin = _round_up(max(0, int(margin)), multiple)
     core = (tile - 2 * margin) // multiple * multiple
@@ -219,7 +219,11 @@ def tile_inference(
             y0, x0 = max(0, top - margin), max(0, left - margin)
             y1, x1 = min(height, top + core + margin), min(width, left + core + margin)
             window = (slice(y0, y1), slice(x0, x1))
-            result = run(image[window], None if noise_map is None else noise_map[(..., *window)])
+            if callable(noise_map):  # the condition of this window, made from it
+                told = noise_map(image[window])
+            else:
+                told = None if noise_map is None else noise_map[(..., *window)]
+            result = run(image[window], told)
             bottom, right = min(height, top + core), min(width, left + core)
             out[top:bottom, left:right] = result[top - y0 : bottom - y0, left - x0 : right - x0]
     return out

@@ -69,6 +69,10 @@ def test_a_network_told_the_noise_is_tiled_exactly_and_reads_what_it_is_told(tol
     for tile in (128, 131):
         tiled = tile_inference(network.backend.run, image, noise_map=condition, tile=tile, margin=32, multiple=network.backend.multiple)
         assert np.abs(whole - tiled).max() < 1e-5, tile
+    # The condition made window by window (what __call__ does) is the condition sliced.
+    lazy = network.condition_for(image, parse_noise("10@gauss:1"))
+    tiled_lazy = tile_inference(network.backend.run, image, noise_map=lazy, tile=131, margin=32, multiple=network.backend.multiple)
+    assert np.abs(whole - tiled_lazy).max() < 1e-5
     # Told another noise, it does something else; told nothing, it estimates the noise itself.
     assert np.abs(network(image, parse_noise("10")) - network(image, parse_noise("10@gauss:1"))).max() > 1e-4
     assert np.abs(network(image) - network(image, parse_noise("10@gauss:1"))).max() < np.abs(network(image, parse_noise("30")) - network(image)).max()
