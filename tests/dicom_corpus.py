@@ -54,6 +54,8 @@ FROM_TOOLS = {
     "dx12_jpeg_lossless_p14.dcm": (["dcmcjpeg", "+el", "{dx}", "{out}"], ExplicitVRLittleEndian),
     "dx12_jpeg_extended.dcm": (["dcmcjpeg", "+ee", "{dx}", "{out}"], ExplicitVRLittleEndian),
     "dx12_jpeg_ls.dcm": (["dcmcjpls", "{dx}", "{out}"], JPEGLSLossless),
+    # near-lossless JPEG-LS is lossy: decoded, never re-encoded lossily
+    "dx12_jpeg_ls_near_lossless.dcm": (["dcmcjpls", "+en", "{dx}", "{out}"], ExplicitVRLittleEndian),
     "dx12_rle.dcm": (["dcmcrle", "{dx}", "{out}"], RLELossless),
     "dx12_big_endian.dcm": (["dcmconv", "+tb", "{dx}", "{out}"], ExplicitVRLittleEndian),
     "dx12_implicit.dcm": (["dcmconv", "+ti", "{dx}", "{out}"], ExplicitVRLittleEndian),

@@ -78,6 +78,27 @@ def test_a_series_denoised_by_two_workers_stays_one_series(tmp_path, cli):
     assert sources == {pydicom.dcmread(src / f"mr{n}.dcm").SOPInstanceUID for n in (1, 2, 3)}
 
 
+def test_two_series_in_one_batch_stay_two_series(tmp_path, cli):
+    src = tmp_path / "two"
+    src.mkdir()
+    series = {}
+    for label in ("a", "b"):
+        uid = pydicom.uid.generate_uid()
+        for number in (1, 2):
+            ds = pydicom.dcmread(PYDICOM_FILES / "MR_small.dcm")
+            ds.SeriesInstanceUID = uid
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+            ds.InstanceNumber = number
+            ds.save_as(src / f"{label}{number}.dcm", enforce_file_format=True)
+        series[label] = uid
+    out = tmp_path / "out"
+    result = cli("denoise", src, "-o", out, *FILTER, "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    derived = {label: {pydicom.dcmread(out / f"{label}{n}.dcm").SeriesInstanceUID for n in (1, 2)} for label in series}
+    assert all(len(uids) == 1 for uids in derived.values())  # each input series is one output series
+    assert derived["a"] != derived["b"] and not (derived["a"] | derived["b"]) & set(series.values())
+
+
 BAD = {
     "colour.dcm": ("examples_rgb_color.dcm", "colour DICOM"),
     "palette.dcm": ("examples_palette.dcm", "PALETTE COLOR"),
