@@ -81,10 +81,14 @@ def digest(paths: list[Path]) -> dict[str, str]:
 
 
 class Orthanc:
-    """A throwaway Orthanc on loopback ports, with its storage in ``folder``."""
+    """A throwaway Orthanc on loopback ports, with its storage in ``folder``.
 
-    def __init__(self, folder: Path, tls: dict[str, Path] | None = None) -> None:
-        self.folder, self.tls = folder, tls
+    ``config``: entries merged over the test configuration (AE title, modalities); ``lua``: a
+    Lua script Orthanc runs (``LuaScripts``)."""
+
+    def __init__(self, folder: Path, tls: dict[str, Path] | None = None, *, lua: Path | None = None,
+                 config: dict | None = None) -> None:
+        self.folder, self.tls, self.lua, self.extra = folder, tls, lua, config or {}
         self.http_port, self.dicom_port = free_port(), free_port()
         self.process: subprocess.Popen | None = None
 
@@ -108,6 +112,9 @@ class Orthanc:
             config.update({"DicomTlsEnabled": True, "DicomTlsCertificate": str(self.tls["cert"]),
                            "DicomTlsPrivateKey": str(self.tls["key"]), "DicomTlsTrustedCertificates": str(self.tls["ca"]),
                            "DicomTlsRemoteCertificateRequired": True})
+        config.update(self.extra)
+        if self.lua is not None:
+            config["LuaScripts"] = [str(self.lua)]
         path = self.folder / "orthanc.json"
         path.write_text(json.dumps(config))
         log = open(self.folder / "orthanc.log", "ab")  # noqa: SIM115 - lives as long as the process
@@ -144,11 +151,12 @@ class Orthanc:
 class Node:
     """``xraydenoise serve`` in a subprocess, its log in a file, its status over HTTP."""
 
-    def __init__(self, folder: Path, forward_port: int, *args: str, allow: str = MODALITY_AET) -> None:
+    def __init__(self, folder: Path, forward_port: int, *args: str, allow: str = MODALITY_AET,
+                 pacs_aet: str = PACS_AET) -> None:
         self.folder, self.queue = folder, folder / "queue"
         self.port, self.status_port = free_port(), free_port()
         self.argv = [sys.executable, "-m", "xraydenoise.cli", "serve", "--aet", NODE_AET, "--host", "127.0.0.1",
-                     "--port", str(self.port), "--forward", f"{PACS_AET}@127.0.0.1:{forward_port}",
+                     "--port", str(self.port), "--forward", f"{pacs_aet}@127.0.0.1:{forward_port}",
                      "--queue", str(self.queue), "--allow", allow, "--status-port", str(self.status_port), *args]
         self.log_path = folder / "node.log"
         self.log_offset = 0
@@ -512,6 +520,160 @@ def test_tls_from_the_modality_and_to_the_pacs(radiographs, nodes, tmp_path):
         assert node.status()["queued"] == 0 and not list((node.queue / "incoming").iterdir())
     finally:
         pacs.stop()
+
+
+# --------------------------------------------------------------------------- Orthanc routing
+
+
+ROUTING_LUA = ROOT / "docs" / "orthanc-route-to-xraydenoise.lua"
+ROUTED_LINE = "xraydenoise routing: sending"  # what the script prints for each instance it routes
+
+
+def documented_orthanc_config() -> dict:
+    """The ``orthanc.json`` excerpt of docs/serve.md ("Routing from a modality or a PACS")."""
+    text = (ROOT / "docs" / "serve.md").read_text()
+    blocks = [block.split("```", 1)[0] for block in text.split("```json\n")[1:]]
+    configs = [json.loads(block) for block in blocks if "DicomModalities" in block]
+    assert len(configs) == 1, "docs/serve.md must hold one orthanc.json block with DicomModalities"
+    return configs[0]
+
+
+def derived_file_from_elsewhere(source: Path, target: Path) -> Path:
+    """A denoised instance under a new UID, as another system (a second PACS, an import) would
+    send it: it carries the node's marks but does not come from the node."""
+    from xraydenoise.io import load_image, save_image
+
+    save_image(target, load_image(source), method="gaussian")
+    ds = pydicom.dcmread(target)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.save_as(target, enforce_file_format=True)
+    return target
+
+
+def test_orthanc_routes_radiographs_through_the_node_with_the_documented_lua_and_nothing_loops(radiographs, nodes, tmp_path):
+    config = documented_orthanc_config()
+    modalities = config["DicomModalities"]
+    node_entry = next(entry for entry in modalities.values() if entry["AET"] == NODE_AET)
+    modality_aet = next(entry["AET"] for entry in modalities.values() if entry["AET"] != NODE_AET)
+    pacs_aet = config["DicomAet"]
+
+    pacs = Orthanc(tmp_path / "pacs", lua=ROUTING_LUA)
+    node = Node(tmp_path, pacs.dicom_port, *FAST, allow=pacs_aet, pacs_aet=pacs_aet)
+    for entry in modalities.values():
+        entry["Host"] = "127.0.0.1"
+    node_entry["Port"] = node.port
+    pacs.extra = {**config, "DicomPort": pacs.dicom_port}
+    pacs.start()
+    try:
+        nodes.append(node.start())
+        sources = radiographs[:6]  # DX for presentation, DX for processing and CR, twice each
+        result = dcmtk("storescu", pacs.dicom_port, *sources, aet=modality_aet, called=pacs_aet)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+        wait_for(lambda: len(pacs.instances()) >= 12 and node.status()["done"] >= 6, 120,
+                 "6 originals and their 6 derived instances in Orthanc")
+        wait_for(lambda: node.status()["queued"] == 0, 30, "the node's queue to empty")
+        # Stable: nothing goes round again once the queue is empty.
+        time.sleep(5)
+        assert len(pacs.instances()) == 12
+        status = node.status()
+        assert (status["done"], status["queued"], status["failed"]) == (6, 0, 0), status
+
+        tags = [pacs.tags(instance) for instance in pacs.instances()]
+        originals = [t for t in tags if t["ImageType"].startswith("ORIGINAL")]
+        derived = [t for t in tags if t["ImageType"].startswith("DERIVED")]
+        by_uid = {str(ds.SOPInstanceUID): ds for ds in map(pydicom.dcmread, sources)}
+        assert sorted(t["SOPInstanceUID"] for t in originals) == sorted(by_uid)
+        assert sorted(t["SourceImageSequence"][0]["ReferencedSOPInstanceUID"] for t in derived) == sorted(by_uid)
+        for tag in derived:
+            source = by_uid[tag["SourceImageSequence"][0]["ReferencedSOPInstanceUID"]]
+            assert tag["DerivationDescription"] == "Denoised with xraydenoise gaussian"
+            assert tag["StudyInstanceUID"] == source.StudyInstanceUID and tag["SOPClassUID"] == source.SOPClassUID
+        def orthanc_log() -> str:
+            return (pacs.folder / "orthanc.log").read_text(errors="replace")
+
+        assert orthanc_log().count(ROUTED_LINE) == 6, orthanc_log()[-3000:]  # the originals, each once
+
+        # A denoised instance that reaches Orthanc another way is not routed either.
+        elsewhere = derived_file_from_elsewhere(sources[0], tmp_path / "elsewhere.dcm")
+        result = dcmtk("storescu", pacs.dicom_port, elsewhere, aet=modality_aet, called=pacs_aet)
+        assert result.returncode == 0, result.stdout + result.stderr
+        wait_for(lambda: len(pacs.instances()) == 13, 30, "the imported denoised instance in Orthanc")
+        time.sleep(3)
+        assert orthanc_log().count(ROUTED_LINE) == 6 and len(pacs.instances()) == 13
+        assert node.status()["done"] == 6 and not list((node.queue / "incoming").iterdir())
+        assert "Traceback" not in node.log() and not node.lines("ERROR"), node.log()
+    finally:
+        pacs.stop()
+
+
+def test_the_readme_shows_the_documented_orthanc_configuration():
+    readme = (ROOT / "README.md").read_text()
+    blocks = [json.loads(block.split("```", 1)[0]) for block in readme.split("```json\n")[1:]
+              if "DicomModalities" in block.split("```", 1)[0]]
+    assert blocks == [documented_orthanc_config()]
+    assert "docs/orthanc-route-to-xraydenoise.lua" in readme
+
+
+# --------------------------------------------------------------------------- what is denoised
+
+
+def test_a_grey_secondary_capture_is_accepted_and_denoised(orthanc, nodes, tmp_path):
+    # dcmtk's img2dcm makes an 8-bit greyscale Secondary Capture from a crop of a real chest film,
+    # the way a film digitiser or a screen capture arrives.
+    from tests.dicom_corpus import run_tool
+
+    bmp = tmp_path / "chest.bmp"
+    grey = _greys(1)[0]
+    noisy = np.clip(grey + np.random.default_rng(0).normal(0, 8, grey.shape), 0, 255).astype(np.uint8)
+    PIL.Image.fromarray(noisy).save(bmp)
+    sc = run_tool(["img2dcm", "-i", "BMP", "{bmp}", "{out}"], tmp_path / "sc.dcm", {"bmp": bmp})
+    source = pydicom.dcmread(sc)
+    assert source.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7" and source.PhotometricInterpretation == "MONOCHROME2"
+
+    node = Node(tmp_path, orthanc.dicom_port, *FAST).start()
+    nodes.append(node)
+    send(node, [sc])
+    wait_for(lambda: node.status()["done"] == 1, 60, "the derived Secondary Capture in Orthanc")
+    (tag,) = check_derived(orthanc, [sc])
+    assert tag["SOPClassUID"] == "1.2.840.10008.5.1.4.1.1.7"
+    with urllib.request.urlopen(f"{orthanc.url}/instances/{orthanc.instances()[0]}/file", timeout=10) as response:
+        derived = pydicom.dcmread(io.BytesIO(response.read()))
+    before, after = source.pixel_array.astype(float), derived.pixel_array.astype(float)
+    assert after.shape == before.shape and derived.BitsStored == source.BitsStored
+    assert 0 < np.abs(after - before).mean() < 10  # denoised, still the same film
+    def roughness(a: np.ndarray) -> float:
+        return float(np.abs(np.diff(a, axis=1)).mean())
+
+    assert roughness(after) < 0.8 * roughness(before)
+
+
+def test_the_node_writes_the_same_pixels_as_denoise_on_the_same_file(radiographs, orthanc, nodes, tmp_path, cli):
+    # The default method, the shipped network: the node claims to run the batch's own code.
+    sources = radiographs[:3]  # DX for presentation, DX for processing, CR
+    node = Node(tmp_path, orthanc.dicom_port).start()
+    nodes.append(node)
+    send(node, sources)
+    batch = cli("denoise", *sources, "-o", tmp_path / "batch")
+    assert batch.returncode == 0, batch.stderr
+    wait_for(lambda: node.status()["done"] == 3, 180, "3 instances denoised by the network")
+    check_derived(orthanc, sources)
+    in_orthanc = {}
+    for instance in orthanc.instances():
+        with urllib.request.urlopen(f"{orthanc.url}/instances/{instance}/file", timeout=10) as response:
+            ds = pydicom.dcmread(io.BytesIO(response.read()))
+        in_orthanc[str(ds.SOPInstanceUID)] = ds
+    for path in sources:
+        received = pydicom.dcmread(path)
+        written = pydicom.dcmread(tmp_path / "batch" / path.name)
+        from_node = node.queue / "done" / f"{received.SOPInstanceUID}.dcm"
+        assert pydicom.dcmread(from_node).PixelData == written.PixelData, path.name
+        # Not only the pixels: the whole file, header and UIDs included, is the same object.
+        assert from_node.read_bytes() == (tmp_path / "batch" / path.name).read_bytes(), path.name
+        assert written.PixelData != received.PixelData  # it did denoise
+        delivered = in_orthanc[str(written.SOPInstanceUID)]  # the same derived UID from both
+        assert delivered.PixelData == written.PixelData, path.name
+        assert delivered.SeriesInstanceUID == written.SeriesInstanceUID
 
 
 # --------------------------------------------------------------------------- bad input

@@ -90,6 +90,29 @@ def viewer_url(viewer_images):
 
 
 @pytest.fixture(scope="module")
+def cli_viewer(viewer_images, tiny_weights, tmp_path_factory):
+    """``xraydenoise view`` started as a user starts it, on the small (256x256) DICOM image, so
+    that BM3D stays quick: ``--method gaussian`` (shown first) and a weights file, which the
+    page's method list then offers after the built-in methods. Yields (url, method labels)."""
+    import subprocess
+    import sys
+
+    log = tmp_path_factory.mktemp("cli-viewer") / "view.log"
+    command = [sys.executable, "-m", "xraydenoise.cli", "view", str(viewer_images[1]), "--port", "0", "--no-browser",
+               "--method", "gaussian", "--method", str(tiny_weights)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    with open(log, "wb") as errors:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert "http://127.0.0.1:" in line, f"{line}{log.read_text()}"
+        yield line.split("at ", 1)[1].split()[0]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
 def browser():
     """Headless Debian Chromium through Playwright; a failure (not a skip) when either is missing."""
     if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
@@ -107,11 +130,7 @@ def browser():
 @pytest.fixture
 def page(browser, viewer_url):
     """The viewer's page, opened on the first image with the first method's full result shown."""
-    page = browser.new_page(viewport={"width": 1280, "height": 720}, device_scale_factor=1)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(viewer_url)
-    wait_shown(page, 0, 0)
+    page, errors = open_cli_page(browser, viewer_url)
     yield page
     page.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
@@ -141,6 +160,16 @@ def canvas_grey(page, canvas: str, box=(0.3, 0.3, 0.7, 0.7)) -> np.ndarray:
     )
     width, height, data = values
     return np.asarray(data, dtype=np.float64).reshape(height, width, 4)[..., :3]
+
+
+def canvas_png(page, canvas: str) -> np.ndarray:
+    """All RGB pixels of ``canvas``, read back as a PNG (lossless, and much smaller to carry out
+    of the page than :func:`canvas_grey`'s numbers)."""
+    import base64
+
+    url = page.evaluate("(id) => document.getElementById(id).toDataURL('image/png')", canvas)
+    png = PIL.Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")
+    return np.asarray(png, dtype=np.float64)
 
 
 def set_split(page, end: str) -> None:
@@ -242,6 +271,76 @@ def test_zoom_and_pan_are_synchronised(page):
     compare_after, difference_after = canvas_grey(page, "compare"), canvas_grey(page, "difference")
     assert np.abs(compare_after - compare_before).mean() > 3
     assert np.abs(difference_after - difference_before).mean() > 3, "the difference panel did not follow the zoom"
+
+
+def test_drag_pans_both_panels(page):
+    # The denoised result over the whole compare canvas: the slider's line stays where it is
+    # while the image moves, so every pixel that moves is image.
+    set_split(page, "Home")
+    compare_before, difference_before = canvas_png(page, "compare"), canvas_png(page, "difference")
+    view_before = page.evaluate("() => state.view")
+    box = page.locator("#compare").bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    dx, dy = 60, 40  # CSS pixels = canvas pixels at device scale factor 1
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + dx, y + dy, steps=6)
+    page.mouse.up()
+    view = page.evaluate("() => state.view")
+    assert view["scale"] == view_before["scale"], "a drag must pan, not zoom"
+    assert view["x0"] == pytest.approx(view_before["x0"] - dx / view["scale"])
+    assert view["y0"] == pytest.approx(view_before["y0"] - dy / view["scale"])
+    margin = 4  # clear of the slider's line at the left edge
+    for name, before in (("compare", compare_before), ("difference", difference_before)):
+        after = canvas_png(page, name)
+        assert after.shape == before.shape
+        moved = after[dy + margin:-margin, dx + margin:-margin]
+        assert np.abs(after - before).mean() > 3, f"the {name} panel did not move"
+        # What was at (x, y) is now at (x + dx, y + dy): the same pixels, shifted.
+        assert np.abs(moved - before[margin:-dy - margin, margin:-dx - margin]).mean() < 0.5, f"the {name} panel did not follow"
+        assert moved.std() > 5, f"the {name} panel is blank where the image should be"
+
+
+def open_cli_page(browser, url):
+    page = browser.new_page(viewport={"width": 1280, "height": 720}, device_scale_factor=1)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(url)
+    wait_shown(page, 0, 0)
+    return page, errors
+
+
+@pytest.mark.parametrize("label", ["bm3d", "nlm", "tiny.safetensors"])
+def test_method_switch_renders_bm3d_nlm_and_a_weights_file(browser, cli_viewer, viewer_images, tiny_weights, label):
+    page, errors = open_cli_page(browser, cli_viewer)
+    try:
+        labels = page.locator("#method option").all_inner_texts()
+        # The first --method is shown at start; the weights file is added after the built-in methods.
+        assert labels[0] == "gaussian" and labels[-1] == "tiny.safetensors"
+        assert {"network", "bm3d", "nlm"} <= set(labels)
+        set_split(page, "Home")
+        gaussian = canvas_grey(page, "compare")
+        page.select_option("#method", label=label)
+        wait_shown(page, 0, labels.index(label))
+        assert page.inner_text("#result-label") == label
+        shown = canvas_grey(page, "compare")
+        assert shown.std() > 10, "the compare canvas is blank"
+        assert np.abs(shown - gaussian).mean() > 0.5, f"{label} shows the same pixels as gaussian"
+        assert canvas_grey(page, "difference").std() > 2, "the difference canvas is blank"
+        assert f"{label} (" in page.inner_text("#status")  # "<image>: <label> (<seconds> s)"
+        if label.endswith(".safetensors"):
+            # It is that network's result: what `xraydenoise denoise --method PATH` computes.
+            from xraydenoise.denoisers import denoise_image, get_denoiser
+            from xraydenoise.io import load_image
+
+            status, body = raw_get(cli_viewer, f"/api/image/0/result?method={labels.index(label)}&level=full")
+            assert status == 200
+            expected = denoise_image(load_image(viewer_images[1]), get_denoiser(str(tiny_weights))).pixels
+            served = np.frombuffer(body, "<f4").reshape(expected.shape)
+            assert np.abs(served - expected).max() <= 1  # PyTorch's thread count may move the last unit
+    finally:
+        page.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 def test_large_image_shows_a_preview_first(page):

@@ -98,3 +98,26 @@ def test_method_list_adds_weights_files_and_refuses_the_rest(tmp_path):
                          (str(tmp_path / "model.pt"), "pickles")]:
         with pytest.raises(ConfigError, match=message):
             resolve_methods([bad])
+
+
+@pytest.mark.parametrize("no_browser", [False, True])
+def test_view_opens_the_browser_at_the_served_address_unless_no_browser(monkeypatch, no_browser):
+    import webbrowser
+
+    from typer.testing import CliRunner
+
+    from tests.conftest import CHEST
+    from xraydenoise.cli import app
+    from xraydenoise.viewer.server import ViewerServer
+
+    opened: list[str] = []
+    served: list[str] = []
+    monkeypatch.setattr(webbrowser, "open", lambda url, *args, **kwargs: opened.append(url) or True)
+    # Serving returns at once, as after Ctrl-C: the command then closes the server and exits.
+    monkeypatch.setattr(ViewerServer, "serve_forever", lambda self, *args, **kwargs: served.append(self.url))
+    args = ["view", str(CHEST), "--port", "0", *(["--no-browser"] if no_browser else [])]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert len(served) == 1 and served[0].startswith("http://127.0.0.1:")
+    assert served[0] in result.output  # the address printed is the one served
+    assert opened == ([] if no_browser else served)
