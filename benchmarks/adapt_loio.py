@@ -124,7 +124,8 @@ def render(data: dict) -> str:
     lines += ["", "| noise | steps | minutes | kept | held-out estimate before → after (dB) |", "|---|---:|---:|---|---|"]
     for run in data["runs"]:
         before, after = run["held_out_psnr_estimate"]
-        lines.append(f"| `{run['noise']}` | {run['steps']} | {run['seconds'] / 60:.1f} | {'adapted' if run['adapted'] else 'start weights'} | {before:.2f} → {after:.2f} |")
+        kept = "adapted" if run["adapted"] else "start weights"
+        lines.append(f"| `{run['noise']}` | {run['steps']} | {run['seconds'] / 60:.1f} | {kept} | {before:.2f} → {after:.2f} |")
     return "\n".join(lines) + "\n"
 
 

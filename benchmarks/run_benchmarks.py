@@ -3,6 +3,7 @@
     make bench          # = .venv/bin/python benchmarks/run_benchmarks.py --out benchmarks/results
     python benchmarks/run_benchmarks.py --quick --weights W.safetensors --out /tmp/bench
     python benchmarks/run_benchmarks.py --only batch --out benchmarks/results   # the batch engines alone
+    python benchmarks/run_benchmarks.py --only serve --out benchmarks/results   # the DICOM node alone
 
 What it measures, all in one run on one machine (see benchmarks/README.md for the JSON):
 
@@ -18,14 +19,19 @@ What it measures, all in one run on one machine (see benchmarks/README.md for th
 * images per second of ``xraydenoise denoise`` on a batch of chest radiographs with
   ``--workers 1``/``2`` and ``--engine ray`` with 1/2 workers, and Ray's start-up overhead
   (:func:`measure_batch_engines`; ``--only batch`` runs this section alone), written to
-  ``batch-engines.json``/``.md`` with a sizing estimate for NIH ChestX-ray14.
+  ``batch-engines.json``/``.md`` with a sizing estimate for NIH ChestX-ray14;
+* instances per minute through a real DICOM node, ``xraydenoise serve`` with its default
+  model, on 2048x2048 16-bit DX instances sent by dcmtk's ``storescu`` and forwarded to a
+  dcmtk ``storescp`` (:func:`measure_serve`; ``--only serve`` runs this section alone),
+  written to ``serve.json``/``.md``.
 
 It then prints PASS/FAIL for the project's targets. A failed target does not change the exit
 status: the benchmark reports, it does not gate.
 
 ``--quick`` (sizes 64 and 128, one run, 512x512 memory test) only checks that everything
 runs; its numbers mean nothing and it writes ``bench-quick.*`` so it never replaces real
-results. It leaves the batch section out (``--only batch --quick`` runs a small one).
+results. It leaves the batch and DICOM node sections out (``--only batch --quick`` and
+``--only serve --quick`` run small ones).
 """
 
 from __future__ import annotations
@@ -58,11 +64,11 @@ from rich.table import Table
 
 from xraydenoise.classical import CLASSICAL_METHODS
 from xraydenoise.errors import MissingDependencyError
+from xraydenoise.hardware import cpu_has_bf16, machine_description
 from xraydenoise.inference import choose_tile_size, default_threads
 from xraydenoise.io import load_image
 from xraydenoise.noise import GaussianNoise
 from xraydenoise.settings import PACKAGE_DIR, PROJECT_ROOT
-from xraydenoise.hardware import cpu_has_bf16, machine_description
 from xraydenoise.weights import shipped_weights
 
 HERE = Path(__file__).resolve().parent
@@ -84,8 +90,11 @@ SLOW_METHODS = {"bm3d"}
 # In --quick the warm-up call doubles as a probe: a method slower than this is skipped.
 QUICK_PROBE_LIMIT_S = 5.0
 
-TARGET_SPEEDUP_VS_BM3D = 20.0
-TARGET_PEAK_RSS_MIB = 2048.0  # 2 GiB
+#: The default path (what `xraydenoise denoise` runs, the noise estimate included) against BM3D
+#: told the true noise: at least 50x at 1024x1024 and 20x at 512x512, in one run.
+TARGET_SPEEDUP_VS_BM3D = {1024: 50.0, 512: 20.0}
+QUICK_TARGET_SPEEDUP = 20.0
+TARGET_PEAK_RSS_MIB = 1024.0  # 1 GiB
 ONNX_TOLERANCE = 1e-4
 MEMORY_TIMEOUT_S = 1800
 
@@ -212,19 +221,28 @@ def export_onnx_quietly(weights: Path, target: Path) -> float:
     return time.perf_counter() - start
 
 
+def _blind(network) -> Callable:
+    """The network as a user runs it: told nothing, it estimates the noise (the estimate is timed too)."""
+    return lambda noisy, sigma: network(noisy, None)
+
+
 def network_methods(weights: Path, onnx_path: Path, threads: int) -> list[Method]:
-    """The network three ways, each on all cores."""
-    from xraydenoise.denoisers import NetworkDenoiser
+    """The network four ways, each on all cores: three backends and the default path."""
+    from xraydenoise.denoisers import NetworkDenoiser, fastest_backend
 
     eager = NetworkDenoiser(weights, backend="torch", threads=threads)
     fast = NetworkDenoiser(weights, backend="torch", threads=threads, fast=True)
     onnx = NetworkDenoiser(onnx_path, backend="onnxruntime", threads=threads)
+    default = NetworkDenoiser(weights, threads=threads)  # backend auto: what the CLI runs
     # Read back what the backend actually does: fast=True only uses bf16 where the CPU has it.
     fast_settings = ("bf16 autocast" if fast.backend.bf16 else "fp32") + " + channels_last"
+    chosen, bf16 = fastest_backend(weights)
     return [
-        Method("net-torch-fp32", "network", eager, "PyTorch eager, fp32"),
-        Method("net-torch-fast", "network", fast, f"PyTorch eager, {fast_settings}"),
-        Method("net-onnxruntime", "network", onnx, "ONNX Runtime, fp32, CPUExecutionProvider"),
+        Method("net-torch-fp32", "network", _blind(eager), "PyTorch eager, fp32"),
+        Method("net-torch-fast", "network", _blind(fast), f"PyTorch eager, {fast_settings}"),
+        Method("net-onnxruntime", "network", _blind(onnx), "ONNX Runtime, fp32, CPUExecutionProvider"),
+        Method("net-default", "network", _blind(default),
+               f"the default path (backend auto: {chosen}{' bf16' if bf16 else ''}, within 0.01 dB of fp32)"),
     ]
 
 
@@ -309,7 +327,8 @@ def measure_memory(weights: Path, size: int, workdir: Path) -> dict:
 
     image = synthesize_image(SAMPLE, workdir / f"input-{size}.png", size, sigma=SIGMA, seed=SEED)
     command = [sys.executable, str(HERE / "peak_memory.py"), str(image), "--weights", str(weights), "--out", str(workdir / f"output-{size}.png")]
-    result = {"size": size, "input": f"{size}x{size} uint16 PNG, resized sample plus noise sigma 25/255", "path": "batch.process_one (the CLI's denoise), default tile selection"}
+    result = {"size": size, "input": f"{size}x{size} uint16 PNG, resized sample plus noise sigma 25/255",
+              "path": "batch.process_one (the CLI's denoise), default tile selection"}
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=MEMORY_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -324,17 +343,17 @@ def measure_memory(weights: Path, size: int, workdir: Path) -> dict:
 # --------------------------------------------------------------------------- checks
 
 
-def check_bm3d_speedup(results: list[Measurement], size: int) -> Check:
+def check_bm3d_speedup(results: list[Measurement], size: int, times: float) -> Check:
+    """The default path (blind, estimate included) at least ``times`` x faster than BM3D at ``size``."""
     at_size = {m.method: m for m in results if m.size == size}
-    network = [m for m in at_size.values() if m.kind == "network"]
-    name = f"network (best backend) >= {TARGET_SPEEDUP_VS_BM3D:g}x faster than BM3D at {size}x{size}"
-    target = f">= {TARGET_SPEEDUP_VS_BM3D:g}x"
-    if not network or "bm3d" not in at_size:
+    name = f"network, default path, >= {times:g}x faster than BM3D at {size}x{size}"
+    target = f">= {times:g}x"
+    default, bm3d = at_size.get("net-default"), at_size.get("bm3d")
+    if default is None or bm3d is None:
         return Check(name, target, "not measured", None)
-    best, bm3d = min(network, key=lambda m: m.median_s), at_size["bm3d"]
-    speedup = bm3d.median_s / best.median_s
-    measured = f"{speedup:.1f}x ({best.method} {best.median_s:.3f} s vs bm3d {bm3d.median_s:.3f} s)"
-    return Check(name, target, measured, speedup >= TARGET_SPEEDUP_VS_BM3D)
+    speedup = bm3d.median_s / default.median_s
+    measured = f"{speedup:.1f}x ({default.median_s:.3f} s vs bm3d {bm3d.median_s:.3f} s)"
+    return Check(name, target, measured, speedup >= times)
 
 
 def check_onnx_vs_eager(results: list[Measurement], size: int) -> Check:
@@ -348,7 +367,8 @@ def check_onnx_vs_eager(results: list[Measurement], size: int) -> Check:
 
 
 def evaluate_checks(results: list[Measurement], agreement: dict, memory: dict | None, sizes: tuple[int, ...]) -> list[Check]:
-    checks = [check_bm3d_speedup(results, max(sizes))]
+    targets = TARGET_SPEEDUP_VS_BM3D if all(size in TARGET_SPEEDUP_VS_BM3D for size in sizes) else {max(sizes): QUICK_TARGET_SPEEDUP}
+    checks = [check_bm3d_speedup(results, size, times) for size, times in sorted(targets.items(), reverse=True)]
     checks += [check_onnx_vs_eager(results, size) for size in sizes]
     checks.append(
         Check(
@@ -738,11 +758,16 @@ def print_batch(batch: dict) -> None:
             f"{s['workers_needed']:,} Ray workers at {s['worker_s_per_image']:.3g} s per image, or {s['machines_needed']:,} machines like this")
 
 
-def write_batch(batch: dict, out: Path, stem: str, machine: str, date: str) -> None:
+def write_section(section: dict, markdown: str, out: Path, stem: str, machine: str, date: str) -> None:
+    """One section's results as ``stem.json`` (with machine, date and git state) and ``stem.md``."""
     out.mkdir(parents=True, exist_ok=True)
-    report = {"schema_version": SCHEMA_VERSION, "date_utc": date, "machine": machine, "git": git_state(), **batch}
+    report = {"schema_version": SCHEMA_VERSION, "date_utc": date, "machine": machine, "git": git_state(), **section}
     (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / f"{stem}.md").write_text(batch_markdown(batch, machine, date))
+    (out / f"{stem}.md").write_text(markdown)
+
+
+def write_batch(batch: dict, out: Path, stem: str, machine: str, date: str) -> None:
+    write_section(batch, batch_markdown(batch, machine, date), out, stem, machine, date)
 
 
 def run_batch_section(args: argparse.Namespace) -> int:
@@ -761,6 +786,277 @@ def run_batch_section(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- DICOM node
+
+
+SERVE_INSTANCES = 8
+SERVE_SIZE = 2048
+QUICK_SERVE_INSTANCES = 2
+QUICK_SERVE_SIZE = 256
+SERVE_TIMEOUT_S = 3600  # from the first send to the last derived instance, on a loaded 2-core machine
+NODE_START_TIMEOUT_S = 300
+SERVE_NODE_AET, SERVE_DESTINATION_AET, SERVE_MODALITY_AET = "XRAYDENOISE", "STORESCP", "MODALITY"
+DCMTK_HINT = "run tests/setup_system_deps.sh (Debian package dcmtk)"
+
+
+def _dcmtk_tool(name: str) -> str:
+    import shutil
+
+    path = shutil.which(name)
+    if path is None:
+        raise RuntimeError(f"{name} not found: {DCMTK_HINT}")
+    return path
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve_inputs(folder: Path, count: int, size: int) -> tuple[list[Path], str]:
+    """``count`` 16-bit DX instances of ``size`` x ``size``, each in its own study: NIH chest
+    radiographs of the development set (the bundled one without it), upsampled bicubically to
+    ``size`` and spread over 16 bits, with a little Gaussian noise, written with the tests' DX
+    header (:func:`tests.dicom_corpus.dx12_dataset`)."""
+    import PIL.Image
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from xraydenoise.settings import data_dir
+
+    if str(PROJECT_ROOT) not in sys.path:
+        sys.path.insert(0, str(PROJECT_ROOT))
+    from tests.dicom_corpus import dx12_dataset
+
+    try:
+        sources = sorted((data_dir() / "nih").glob("*.png"))[:count]
+    except Exception:  # noqa: BLE001 - no data set: the bundled image
+        sources = []
+    described = f"NIH ChestX-ray14 images of the development set ({len(sources)} different ones)"
+    if not sources:
+        sources, described = [SAMPLE], f"the bundled {repo_path(SAMPLE)}"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(SEED)
+    paths = []
+    for i in range(count):
+        grey = PIL.Image.open(sources[i % len(sources)]).convert("L")
+        up = np.asarray(PIL.Image.fromarray(np.asarray(grey, np.float32)).resize((size, size), PIL.Image.BICUBIC))
+        values = np.clip(np.rint(up * 257.0 + rng.normal(0, 400, up.shape)), 0, 65535).astype(np.uint16)
+        ds = dx12_dataset(values)
+        ds.BitsStored, ds.HighBit = 16, 15
+        ds.WindowCenter, ds.WindowWidth = "32768", "65536"
+        del ds.PixelPaddingValue  # no padding: every pixel is denoised
+        ds.PatientID, ds.PatientName = f"BENCH-{i}", f"Bench^Patient{i}"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+        paths.append(folder / f"dx{i:02d}.dcm")
+        pydicom.dcmwrite(paths[-1], ds, enforce_file_format=True)
+    return paths, (f"{count} DX instances, {size}x{size}, 16 bits stored (Explicit VR Little Endian, "
+                   f"{size * size * 2 / 2**20:.3g} MiB of pixels each), from {described} resized bicubically")
+
+
+def _status(port: int) -> dict | None:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=2) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def measure_serve(workdir: Path, count: int, size: int, progress: Progress) -> dict:
+    """Instances per minute through a real node: dcmtk ``storescu`` sends ``count`` DX instances
+    to ``xraydenoise serve`` (default method, the shipped network), which forwards each derived
+    instance to a dcmtk ``storescp``, all on loopback ports.
+
+    The clock starts when ``storescu`` starts (the first send) and stops when the last derived
+    instance is on the destination's disk (the modification time of its file). The node is
+    started, and has loaded its model, before the clock starts; its start-up is reported apart.
+
+    Raises
+    ------
+    RuntimeError
+        A dcmtk tool is missing, the node does not start, or not every instance arrives.
+    """
+    import pydicom
+
+    storescp, storescu = _dcmtk_tool("storescp"), _dcmtk_tool("storescu")
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    task = progress.add_task(f"serve: writing {count} DX instances of {size}x{size}", total=count + 2)
+    inputs, description = serve_inputs(workdir / "serve-in", count, size)
+    progress.advance(task)
+    received, queue, logs = workdir / "serve-received", workdir / "serve-queue", workdir / "serve-logs"
+    received.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    destination_port, node_port, status_port = _free_port(), _free_port(), _free_port()
+    command = ["serve", "--aet", SERVE_NODE_AET, "--host", "127.0.0.1", "--port", str(node_port),
+               "--forward", f"{SERVE_DESTINATION_AET}@127.0.0.1:{destination_port}", "--queue", str(queue),
+               "--allow", SERVE_MODALITY_AET, "--status-port", str(status_port)]
+    node_log = logs / "node.log"
+    with open(logs / "storescp.log", "wb") as scp_log, open(node_log, "wb") as log:
+        scp = subprocess.Popen([storescp, "-aet", SERVE_DESTINATION_AET, "-od", str(received), str(destination_port)],
+                               stdout=scp_log, stderr=subprocess.STDOUT)
+        node = subprocess.Popen([sys.executable, "-m", "xraydenoise.cli", *command], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        progress.update(task, description="serve: starting the node (imports, model)")
+        started = time.perf_counter()
+        while _status(status_port) is None or "listening as" not in node_log.read_text(errors="replace"):
+            if node.poll() is not None or time.perf_counter() - started > NODE_START_TIMEOUT_S:
+                raise RuntimeError(f"the node did not start: {node_log.read_text(errors='replace')[-1500:]}")
+            time.sleep(0.2)
+        node_startup = time.perf_counter() - started
+        progress.advance(task)
+
+        progress.update(task, description=f"serve: {count} instances through the node")
+        first_send = time.time()
+        sent = subprocess.run([storescu, "-aet", SERVE_MODALITY_AET, "-aec", SERVE_NODE_AET, "-to", "60",
+                               "127.0.0.1", str(node_port), *map(str, inputs)],
+                              check=False, capture_output=True, text=True, timeout=600)
+        send_s = time.time() - first_send
+        if sent.returncode != 0:
+            raise RuntimeError(f"storescu failed: {(sent.stdout + sent.stderr).strip()[-800:]}")
+        arrived: list[Path] = []
+        while len(arrived) < count:
+            status = _status(status_port) or {}
+            if status.get("failed"):
+                raise RuntimeError(f"the node failed {status['failed']} instance(s): {node_log.read_text(errors='replace')[-1500:]}")
+            if node.poll() is not None or scp.poll() is not None or time.time() - first_send > SERVE_TIMEOUT_S:
+                raise RuntimeError(f"{len(arrived)} of {count} derived instances arrived: {node_log.read_text(errors='replace')[-1500:]}")
+            done = status.get("done", 0)
+            if done > len(arrived):
+                progress.update(task, completed=2 + done)
+            arrived = [p for p in received.iterdir() if p.is_file()] if done >= count else arrived
+            time.sleep(0.2)
+        arrivals = sorted(p.stat().st_mtime - first_send for p in arrived)
+        load_after = [round(x, 2) for x in os.getloadavg()]
+        sources = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in inputs}
+        for path in arrived:  # what arrived is what was asked for: one derived instance per source
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            if ds.ImageType[0] != "DERIVED" or (ds.Rows, ds.Columns) != (size, size) \
+                    or str(ds.SourceImageSequence[0].ReferencedSOPInstanceUID) not in sources:
+                raise RuntimeError(f"{path.name} is not a derived instance of a sent one")
+    finally:
+        _stop(node)
+        _stop(scp)
+    end_to_end = arrivals[-1]
+    steady = (arrivals[-1] - arrivals[0]) / (count - 1) if count > 1 else None
+    backend = serve_backend()
+    return {
+        "inputs": description,
+        "instances": count,
+        "size": size,
+        "method": "network (the node's default: the shipped model, backend auto, one denoising thread)",
+        "backend": backend,
+        "path": f"storescu ({SERVE_MODALITY_AET}) -> xraydenoise serve ({SERVE_NODE_AET}, queue on local disk) "
+                f"-> storescp ({SERVE_DESTINATION_AET}), loopback TCP",
+        "command": "xraydenoise " + " ".join(command).replace(str(workdir), "TMP"),
+        "node_startup_s": round(node_startup, 3),
+        "send_s": round(send_s, 3),
+        "end_to_end_s": round(end_to_end, 3),
+        "seconds_per_instance": round(end_to_end / count, 3),
+        "instances_per_minute": round(60 * count / end_to_end, 3),
+        "steady_seconds_per_instance": None if steady is None else round(steady, 3),
+        "arrivals_s": [round(t, 3) for t in arrivals],
+        "cpu_count": os.cpu_count(),
+        "nice": os.nice(0),  # the benchmark's (and so the node's) scheduling priority: 0 normal, higher yields more
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+    }
+
+
+def serve_backend() -> str | None:
+    """What ``backend="auto"`` runs the shipped network with on this machine: the node's choice,
+    which is measured once per machine and remembered (:func:`xraydenoise.denoisers.fastest_backend`)."""
+    from xraydenoise.denoisers import fastest_backend
+    from xraydenoise.hardware import resolve_device
+
+    try:
+        name, fast = fastest_backend(None, device=resolve_device("auto"))
+    except Exception:  # noqa: BLE001 - a note in the report, not a reason to lose the measurement
+        return None
+    if name == "torch":
+        return "PyTorch bf16, channels-last" if fast else "PyTorch fp32"
+    return "ONNX Runtime" if name == "onnxruntime" else name
+
+
+def serve_markdown(serve: dict, machine: str, date: str) -> str:
+    load, cores = serve["load_average_before"][0], serve["cpu_count"]
+    steady = serve["steady_seconds_per_instance"]
+    niced = f" The benchmark and its node ran at nice {serve['nice']}, below the other jobs." if serve.get("nice") else ""
+    busy = [(f"The machine was busy (load average {load} on {cores} cores, other jobs running): every time is "
+             f"longer than on an idle machine, and these numbers are a lower bound on the node's throughput.{niced}"), ""]
+    row = (f"| {serve['instances']} | {serve['size']}x{serve['size']} | {significant(serve['instances_per_minute'])} | "
+           f"{significant(serve['seconds_per_instance'])} | {'-' if steady is None else significant(steady)} | "
+           f"{significant(serve['end_to_end_s'])} | {significant(serve['send_s'])} | {significant(serve['node_startup_s'])} |")
+    out = [
+        "# DICOM node throughput: `xraydenoise serve`",
+        "",
+        (f"{date} on {machine}, {cores} cores, CPU only; load average before: {load}, "
+         f"after: {serve['load_average_after'][0]} (the node's own work included)."),
+        "",
+        *(busy if load > 0.5 else []),
+        (f"Inputs: {serve['inputs']}. Path: {serve['path']}. Method: {serve['method']}"
+         f"{'' if not serve.get('backend') else ', which ran on ' + serve['backend']}. "
+         "The clock starts when `storescu` starts sending and stops when the last derived instance is on the "
+         "destination's disk; the node has started and loaded its model before (start-up below, not counted)."),
+        "",
+        "| instances | size | instances/minute | seconds per instance | steady seconds per instance | end to end s | sending s | node start-up s |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        row,
+        "",
+        ("Seconds per instance = end to end / instances; steady = (last arrival - first arrival) / (instances - 1), "
+         "which leaves out the first instance's latency (receiving, the first network call)."),
+        f"Arrivals after the first send (s): {', '.join(f'{t:.1f}' for t in serve['arrivals_s'])}.",
+        "",
+        f"Command: `{serve['command']}`.",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def print_serve(serve: dict) -> None:
+    say(f"serve: {serve['instances']} instances of {serve['size']}x{serve['size']} in {serve['end_to_end_s']:.1f} s: "
+        f"{serve['instances_per_minute']:.3g} instances/minute, {serve['seconds_per_instance']:.3g} s per instance "
+        f"(load average {serve['load_average_before'][0]} before)")
+
+
+def write_serve(serve: dict, out: Path, stem: str, machine: str, date: str) -> None:
+    write_section(serve, serve_markdown(serve, machine, date), out, stem, machine, date)
+
+
+def run_serve_section(args: argparse.Namespace) -> int:
+    """``--only serve``: the DICOM node section alone; writes serve.json and .md (serve-quick.*
+    with --quick) and leaves the other results as they are."""
+    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    machine = machine_description()
+    count = args.serve_instances or (QUICK_SERVE_INSTANCES if args.quick else SERVE_INSTANCES)
+    size = QUICK_SERVE_SIZE if args.quick else SERVE_SIZE
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    try:
+        with tempfile.TemporaryDirectory(prefix="xraydenoise-bench-") as tmp, Progress(*columns, console=stderr) as progress:
+            serve = measure_serve(Path(tmp), count, size, progress)
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        stderr.print(f"error: serve: {exc}", highlight=False, soft_wrap=True)
+        return 1
+    stem = "serve-quick" if args.quick else "serve"
+    write_serve(serve, args.out, stem, machine, date)
+    print_serve(serve)
+    say(f"wrote {args.out / (stem + '.json')} and {args.out / (stem + '.md')}")
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -770,14 +1066,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--weights", type=Path, default=None, help="network .safetensors (default: the shipped model)")
     parser.add_argument("--quick", action="store_true", help="smoke test: sizes 64 and 128, one run, 512x512 memory test")
     parser.add_argument("--skip-memory", action="store_true", help="skip the peak-memory subprocess")
-    parser.add_argument("--only", choices=["batch"], default=None,
-                        help="run one section alone: batch = images/s of --workers 1/2 and --engine ray with 1/2 workers")
+    parser.add_argument("--only", choices=["batch", "serve"], default=None,
+                        help="run one section alone: batch = images/s of --workers 1/2 and --engine ray with 1/2 workers; "
+                             "serve = instances/minute through a DICOM node (xraydenoise serve) at 2048x2048")
     parser.add_argument("--batch-images", type=int, default=None,
                         help=f"images per batch run (default {BATCH_IMAGES}, {QUICK_BATCH_IMAGES} with --quick)")
     parser.add_argument("--skip-batch", action="store_true", help="skip the batch-engine section (it is skipped in --quick)")
+    parser.add_argument("--serve-instances", type=int, default=None,
+                        help=f"instances sent through the DICOM node (default {SERVE_INSTANCES}, {QUICK_SERVE_INSTANCES} with --quick)")
+    parser.add_argument("--skip-serve", action="store_true", help="skip the DICOM node section (it is skipped in --quick)")
     args = parser.parse_args(argv)
     if args.batch_images is not None and args.batch_images < 2:
         parser.error("--batch-images must be at least 2")
+    if args.serve_instances is not None and args.serve_instances < 1:
+        parser.error("--serve-instances must be at least 1")
     return args
 
 
@@ -801,6 +1103,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.only == "batch":
         return run_batch_section(args)
+    if args.only == "serve":
+        return run_serve_section(args)
     plan = make_plan(args)
     weights = resolve_weights(args.weights)
     threads = default_threads()
@@ -830,6 +1134,12 @@ def main(argv: list[str] | None = None) -> int:
         batch = None
         if not (plan.quick or args.skip_batch):  # --quick: only the sections it always had
             batch = measure_batch_engines(workdir, args.batch_images or BATCH_IMAGES, False, progress)
+        serve = None
+        if not (plan.quick or args.skip_serve):  # written to serve.json/.md only, not into bench.json
+            try:
+                serve = measure_serve(workdir, args.serve_instances or SERVE_INSTANCES, SERVE_SIZE, progress)
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                stderr.print(f"warning: serve section not measured: {exc}", highlight=False, soft_wrap=True)
 
     checks = evaluate_checks(results, agreement, memory, plan.sizes)
     report = {
@@ -840,7 +1150,8 @@ def main(argv: list[str] | None = None) -> int:
         "versions": library_versions(),
         "git": git_state(),
         "input": {"image": repo_path(SAMPLE), "crop": "centre", "noise": "gaussian", "sigma": SIGMA, "sigma_255": round(SIGMA * 255), "seed": SEED},
-        "protocol": {"timer": "time.perf_counter", "statistic": "median", "warmup": plan.warmup, "repeats": plan.repeats, "slow_repeats": plan.slow_repeats, "slow_methods": sorted(SLOW_METHODS), "sizes": list(plan.sizes)},
+        "protocol": {"timer": "time.perf_counter", "statistic": "median", "warmup": plan.warmup, "repeats": plan.repeats,
+                     "slow_repeats": plan.slow_repeats, "slow_methods": sorted(SLOW_METHODS), "sizes": list(plan.sizes)},
         "network": network_info(weights, onnx_export_s, methods),
         "results": [m.to_json() for m in results],
         "skipped": skipped,
@@ -858,6 +1169,10 @@ def main(argv: list[str] | None = None) -> int:
         write_batch(batch, args.out, "batch-engines", machine["description"], date)
         print_batch(batch)
         say(f"wrote {args.out / 'batch-engines.json'} and {args.out / 'batch-engines.md'}")
+    if serve is not None:
+        write_serve(serve, args.out, "serve", machine["description"], date)
+        print_serve(serve)
+        say(f"wrote {args.out / 'serve.json'} and {args.out / 'serve.md'}")
     say(f"wrote {args.out / (stem + '.json')} and {args.out / (stem + '.md')}")
     return 0
 
