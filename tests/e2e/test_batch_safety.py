@@ -323,7 +323,7 @@ def test_bad_denoise_options_are_one_line_before_anything_runs(tmp_path, args, r
     assert not (tmp_path / "out").exists()
 
 
-def test_other_commands_refuse_bad_values_in_one_line(tmp_path):
+def test_other_commands_refuse_bad_values_in_one_line(tmp_path, tiny_weights):
     folder = tmp_path / "existing"
     folder.mkdir()
     cache_file = tmp_path / "cache-is-a-file"
@@ -332,7 +332,9 @@ def test_other_commands_refuse_bad_values_in_one_line(tmp_path):
     cases = [
         (["evaluate", "--size", "-5"], {}, "--size and --limit must be"),
         (["export", "-o", folder], {}, "is a folder"),
-        (["denoise", scan, "-o", tmp_path / "out", "--backend", "onnxruntime"], {"XRAYDENOISE_CACHE": str(cache_file)}, "is a file"),
+        # Weights without an ONNX file beside them are exported into the cache folder.
+        (["denoise", scan, "-o", tmp_path / "out", "--method", tiny_weights, "--backend", "onnxruntime"],
+         {"XRAYDENOISE_CACHE": str(cache_file)}, "is a file"),
     ]
     for args, env, reason in cases:
         result = run_cli(*args, env=env)

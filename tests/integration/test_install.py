@@ -45,7 +45,8 @@ def test_wheel_without_torch_denoises_with_the_shipped_onnx_model(tmp_path):
     assert (tmp_path / "out" / SAMPLE.name).stat().st_size > 1000
     after = sorted(p.relative_to(package) for p in package.rglob("*") if "__pycache__" not in p.parts)
     assert after == before, "nothing may be written into the installed package"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "out", "venv"], "nothing written into the working folder"
+    # (home/ is there only if something was cached: ONNX Runtime with the shipped export needs nothing)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "home") == ["out", "venv"], "nothing written into the working folder"
 
     # Training needs the torch extra: one line, exit 2.
     train = subprocess.run([str(cli), "train", "--data", str(tmp_path / "out"), "--out", str(tmp_path / "run")],

@@ -22,7 +22,7 @@ def test_onnx_runtime_matches_pytorch_on_a_real_image_of_odd_size(tiny_weights, 
     from xraydenoise.denoisers import NetworkDenoiser
 
     image = np.ascontiguousarray(chest_image[100:301, 50:263])  # 201 x 213
-    torch_out = NetworkDenoiser(tiny_weights)(image)
+    torch_out = NetworkDenoiser(tiny_weights, backend="torch")(image)  # fp32, not a bf16 pick
     onnx_out = NetworkDenoiser(tiny_onnx)(image)
     assert onnx_out.shape == image.shape
     assert np.abs(torch_out - onnx_out).max() < 1e-4
@@ -75,3 +75,42 @@ def test_the_shipped_onnx_export_is_of_the_shipped_weights_and_the_default_backe
     image = load_image(CHEST).to_float()[:200, :300]
     onnx, torch_out = NetworkDenoiser()(image), NetworkDenoiser(backend="torch")(image)
     assert np.abs(onnx - torch_out).max() < 1e-5
+
+
+@pytest.fixture(scope="module")
+def tiny_routed(tmp_path_factory):
+    """A small routed network: a blind white expert and a detector expert told the correlation."""
+    import torch
+
+    from xraydenoise.models import create_model
+    from xraydenoise.weights import save_weights
+
+    small = {"channels": 8, "blocks": 2, "layers_per_block": 2, "growth": 4}
+    options = {"white": small, "correlated": dict(small, noise_map=True, correlation=True, noise_map_gain=10.0), "gate": [0.1, 0.3]}
+    torch.manual_seed(0)
+    model = create_model("routed", **options)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    path = tmp_path_factory.mktemp("routed") / "routed.safetensors"
+    save_weights(model, path, {"name": "routed", "architecture": "routed", "options": options, "blind": False})
+    return path
+
+
+@pytest.mark.parametrize("spec", ["10", "pg:0.01:3@exp:0.7"], ids=["white-noise", "correlated-noise"])
+def test_a_routed_network_exports_with_branches_and_onnx_runtime_matches_pytorch(tiny_routed, chest_image, tmp_path, spec):
+    import onnx
+
+    from xraydenoise.denoisers import NetworkDenoiser
+    from xraydenoise.noise import parse_noise
+
+    out = tmp_path / "routed.onnx"
+    result = run_cli("export", "--weights", tiny_routed, "-o", out)
+    assert result.returncode == 0, result.stderr
+    # Each expert sits in a branch of an If node, so ONNX Runtime runs only the one the noise picks.
+    assert "If" in {node.op_type for node in onnx.load(str(out)).graph.node}
+    clean = np.ascontiguousarray(chest_image[200:377, 300:461])
+    noisy = np.clip(parse_noise(spec).sample(clean, seed=1), 0, 1).astype(np.float32)
+    torch_out = NetworkDenoiser(tiny_routed, backend="torch")(noisy)
+    onnx_out = NetworkDenoiser(out)(noisy)
+    assert onnx_out.shape == noisy.shape
+    assert np.abs(torch_out - onnx_out).max() < 1e-4

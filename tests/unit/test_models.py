@@ -4,7 +4,8 @@ import torch
 from xraydenoise.errors import ConfigError
 from xraydenoise.models import count_parameters, create_model, grow_state, list_models
 
-SMALL = {"unet": {"base_channels": 8, "levels": 3}, "dncnn": {"depth": 5, "channels": 8}, "rdn": {"channels": 8, "blocks": 2, "layers_per_block": 2, "growth": 4}}
+SMALL = {"unet": {"base_channels": 8, "levels": 3}, "dncnn": {"depth": 5, "channels": 8},
+         "rdn": {"channels": 8, "blocks": 2, "layers_per_block": 2, "growth": 4}}
 
 
 #: The paper's three families; "routed" puts two RDN experts behind one network (tested below).
@@ -127,15 +128,17 @@ ROUTED = {"white": dict(SMALL["rdn"], noise_map=True, noise_map_gain=10.0),
           "correlated": dict(SMALL["rdn"], noise_map=True, correlation=True, noise_map_gain=10.0), "gate": [0.1, 0.3]}
 
 
-def test_a_routed_network_takes_each_expert_by_the_noise_correlation_and_blends_between():
+@pytest.mark.parametrize("white_told", [True, False], ids=["white-expert-told-the-std", "white-expert-blind"])
+def test_a_routed_network_takes_each_expert_by_the_noise_correlation_and_blends_between(white_told):
     from xraydenoise.models.routed import compose_state
 
     torch.manual_seed(0)
-    white = create_model("rdn", **ROUTED["white"])
-    correlated = create_model("rdn", **ROUTED["correlated"])
+    options = dict(ROUTED, white=ROUTED["white"] if white_told else SMALL["rdn"])
+    white = create_model("rdn", **options["white"])
+    correlated = create_model("rdn", **options["correlated"])
     for p in list(white.parameters()) + list(correlated.parameters()):
         torch.nn.init.normal_(p, std=0.1)
-    routed = create_model("routed", **ROUTED).eval()
+    routed = create_model("routed", **options).eval()
     routed.load_state_dict(compose_state(white.state_dict(), correlated.state_dict()))
     assert routed.noise_channels == 3
     x = torch.rand(3, 1, 37, 29)
@@ -143,11 +146,13 @@ def test_a_routed_network_takes_each_expert_by_the_noise_correlation_and_blends_
     told = torch.cat([std, torch.cat([torch.full_like(x[:1], v) for v in (0.05, 0.2, 0.5)]), torch.zeros_like(x)], dim=1)
     with torch.no_grad():
         out = routed(x, told)
-        w, c = white(x, std), correlated(x, told)
+        w, c = (white(x, std) if white_told else white(x)), correlated(x, told)
     assert torch.allclose(out[0], w[0], atol=1e-6)  # lag-1 0.05: white expert
     assert torch.allclose(out[2], c[2], atol=1e-6)  # lag-1 0.5: detector expert
     assert torch.allclose(out[1], 0.5 * (w[1] + c[1]), atol=1e-6)  # halfway through the gate: the mean
-    with pytest.raises(ConfigError, match="white expert told the std map"):
-        create_model("routed", white=SMALL["rdn"], correlated=ROUTED["correlated"])
+    with pytest.raises(ConfigError, match="white expert, blind or told the std map"):
+        create_model("routed", white=ROUTED["correlated"], correlated=ROUTED["correlated"])
+    with pytest.raises(ConfigError, match="detector expert told the correlation"):
+        create_model("routed", white=ROUTED["white"], correlated=ROUTED["white"])
     with pytest.raises(ConfigError, match="gate"):
         create_model("routed", **dict(ROUTED, gate=[0.4, 0.2]))

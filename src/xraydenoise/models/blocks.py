@@ -44,8 +44,8 @@ class SizeAgnostic(nn.Module):
         if pad_h or pad_w:
             mode = "reflect" if pad_h < height and pad_w < width else "replicate"
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-            if noise_map is not None:
-                noise_map = F.pad(noise_map, (0, pad_w, 0, pad_h), mode="replicate")
+            if noise_map is not None:  # padded like the image, as the ONNX Runtime caller pads both
+                noise_map = F.pad(noise_map, (0, pad_w, 0, pad_h), mode=mode)
         out = self.core(x) if noise_map is None else self.core(x, noise_map)
         return out[..., :height, :width]
 

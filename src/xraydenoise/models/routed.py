@@ -6,7 +6,7 @@ on correlated noise and lost 0.3-0.45 dB on white noise (docs/results). Two expe
 trained on its own family, keep both; the condition the network is told already says which
 family the noise is, through its lag-1 autocorrelation (channel 1, 0 for white noise):
 
-* lag-1 autocorrelation at most ``gate[0]``: the white expert alone (told the std map);
+* lag-1 autocorrelation at most ``gate[0]``: the white expert alone (blind, or told the std map);
 * at least ``gate[1]``: the detector expert alone (told std map and correlation);
 * in between, where an estimate from the image cannot tell weakly correlated noise from
   white noise on textured anatomy, the two outputs blended linearly.
@@ -28,13 +28,15 @@ from .blocks import SizeAgnostic
 class RoutedCore(nn.Module):
     def __init__(self, white: SizeAgnostic, correlated: SizeAgnostic, gate: tuple[float, float]) -> None:
         super().__init__()
-        if white.noise_channels != 1 or correlated.noise_channels != 3:
-            raise ConfigError("a routed network needs a white expert told the std map (noise_map) and a "
+        if white.noise_channels not in (0, 1) or correlated.noise_channels != 3:
+            raise ConfigError("a routed network needs a white expert, blind or told the std map (noise_map), and a "
                               "detector expert told the correlation too (noise_map and correlation)")
         low, high = float(gate[0]), float(gate[1])
         if not 0 <= low < high <= 1:
             raise ConfigError(f"routed gate must be two autocorrelations 0 <= low < high <= 1, got {gate!r}")
         self.white = white
+        # A blind white expert (one trained longest on white noise alone) is run without the map.
+        self.white_is_blind = white.noise_channels == 0
         self.correlated = correlated
         self.gate = (low, high)
         self.in_channels = 1
@@ -47,14 +49,17 @@ class RoutedCore(nn.Module):
         lag1 = noise_map[:, 1:2].mean(dim=(2, 3), keepdim=True)
         return ((lag1 - low) / (high - low)).clamp(0.0, 1.0)
 
+    def _run_white(self, x: torch.Tensor, noise_map: torch.Tensor) -> torch.Tensor:
+        return self.white(x) if self.white_is_blind else self.white(x, noise_map[:, :1])
+
     def _white(self, x: torch.Tensor, noise_map: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return self.white(x, noise_map[:, :1])
+        return self._run_white(x, noise_map)
 
     def _correlated(self, x: torch.Tensor, noise_map: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return self.correlated(x, noise_map)
 
     def _blend(self, x: torch.Tensor, noise_map: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return (1 - w) * self.white(x, noise_map[:, :1]) + w * self.correlated(x, noise_map)
+        return (1 - w) * self._run_white(x, noise_map) + w * self.correlated(x, noise_map)
 
     def _not_white(self, x: torch.Tensor, noise_map: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return torch.cond((w == 1).all(), self._correlated, self._blend, (x, noise_map, w))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..weights import SHIPPED_DIR, ModelCard, load_model, save_weights
-from .train import joined_history, write_history
+from .train import joined_history, read_history, write_history
 
 
 def _completed(card: ModelCard, run_dir: Path, configs: list[str] | None) -> tuple[ModelCard, list[dict]]:
@@ -34,7 +34,7 @@ def _completed(card: ModelCard, run_dir: Path, configs: list[str] | None) -> tup
 
 
 def _run_model(run_dir: Path):
-    weights = run_dir / "model.safetensors"
+    weights = run_dir if run_dir.suffix == ".safetensors" else run_dir / "model.safetensors"
     if not weights.is_file():
         raise ConfigError(f"{run_dir}: no model.safetensors (has the run finished? `xraydenoise train --resume` completes it)")
     return load_model(weights)
@@ -62,7 +62,13 @@ def ship_run(run_dir: str | Path, dest_dir: str | Path, name: str, *, config: st
         white_dir = Path(white_expert)
         white = _run_model(white_dir)
         white_configs = [white_config] if isinstance(white_config, str) else list(white_config or [])
-        white_card, white_history = _completed(white.card, white_dir, white_configs)
+        if white_dir.suffix == ".safetensors":  # shipped weights: their card and history are complete
+            white_card = white.card
+            white_configs = white_configs or ([white_card.config] if isinstance(white_card.config, str) else list(white_card.config or []))
+            history_file = white_dir.with_suffix(".history.csv")
+            white_history = read_history(history_file) if history_file.is_file() else []
+        else:
+            white_card, white_history = _completed(white.card, white_dir, white_configs)
         options = {"white": white.card.options, "correlated": model.card.options, "gate": list(gate)}
         routed = create_model("routed", **options)
         routed.load_state_dict(compose_state(white.state_dict(), model.state_dict()))
