@@ -8,13 +8,17 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, cast
 
 import typer
 from rich.console import Console
 
 from .errors import XRayDenoiseError
 from .inference import MIN_TILE
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .noise import NoiseModel
+    from .training.config import TrainConfig
 
 app = typer.Typer(
     add_completion=False,
@@ -95,7 +99,7 @@ def denoise(
     if Path(method).suffix.lower() in PICKLE_SUFFIXES:
         fail(f"{method}: {Path(method).suffix} weights are pickles, which can run code, and are never loaded; "
              "use a .safetensors file (with its .json model card) or .onnx")
-    sigma_unit = _sigma(sigma)
+    sigma_unit: float | NoiseModel | None = _sigma(sigma)
     if noise_spec is not None:
         if sigma is not None:
             fail("give --sigma or --noise, not both")
@@ -138,7 +142,7 @@ def denoise(
     backend = "torch" if backend == "torch-bf16" else backend
     options = {k: v for k, v in {"backend": backend, "fast": fast, "tile": tile, "device": device}.items() if v is not None} if network else {}
     try:
-        from .denoisers import get_denoiser
+        from .denoisers import NetworkDenoiser, get_denoiser
 
         if not network:
             get_denoiser(method)  # unknown methods fail before any file is touched
@@ -152,7 +156,7 @@ def denoise(
         fail(str(exc))
     if network and sigma_unit is not None:
         try:
-            blind = not get_denoiser(method, **options).noise_channels
+            blind = not cast(NetworkDenoiser, get_denoiser(method, **options)).noise_channels  # a network
         except XRayDenoiseError as exc:
             fail(str(exc))
         if blind:
@@ -170,10 +174,12 @@ def denoise(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         fail(f"{out_dir}: cannot create output folder ({exc.strerror or exc})")
+    runner: Callable[..., Any]
+    engine_options: dict[str, Any]
     if engine == "ray":
-        from .ray_engine import run_ray as runner
+        from .ray_engine import run_ray
 
-        engine_options = {"workers": workers, "address": address, "gpus_per_worker": gpus_per_worker}
+        runner, engine_options = run_ray, {"workers": workers, "address": address, "gpus_per_worker": gpus_per_worker}
     else:
         runner, engine_options = run_batch, {"workers": workers or 1}
     try:
@@ -202,27 +208,34 @@ def denoise(
 
 @app.command()
 def noise(
-    input: Path = typer.Argument(..., help="Clean image."),
+    input: Path = typer.Argument(..., help="Clean image."),  # noqa: A002 - the argument's name in --help
     output: Path = typer.Option(..., "-o", "--out", help="Noisy image to write (format from its suffix)."),
     sigma: Optional[float] = typer.Option(None, help="Gaussian noise std in 8-bit grey levels (25 = 25/255)."),
     poisson: Optional[float] = typer.Option(None, help="Poisson gain a of z = a*Poisson(x/a) + N(0, s^2) on the [0,1] scale."),
     gaussian: float = typer.Option(0.0, help="With --poisson: electronic noise std s in 8-bit grey levels."),
+    noise_spec: Optional[str] = typer.Option(None, "--noise", help="Any noise model in the text form of --levels, e.g. 10@gauss:1 (correlated) or pg:0.01:3@exp:0.7."),
     seed: int = typer.Option(0, help="Seed: the same seed gives the same noise on every machine."),
     overwrite: bool = typer.Option(False, "--overwrite"),
 ) -> None:
-    """Add reproducible Gaussian or Poisson-Gaussian noise to make a test pair.
+    """Add reproducible noise (white, Poisson-Gaussian or detector-correlated) to make a test pair.
 
     Integer formats cannot hold values outside the range, so the noisy image is clipped
     there; a float TIFF output keeps the unclipped noise.
     """
     from .io import load_image, save_image
-    from .noise import GaussianNoise, PoissonGaussianNoise
+    from .noise import GaussianNoise, PoissonGaussianNoise, parse_noise
 
-    if (sigma is None) == (poisson is None):
-        fail("give exactly one of --sigma S or --poisson A [--gaussian S]")
+    if sum(option is not None for option in (sigma, poisson, noise_spec)) != 1:
+        fail("give exactly one of --sigma S, --poisson A [--gaussian S] or --noise SPEC")
     try:
+        if noise_spec is not None:
+            model = parse_noise(noise_spec)
+        elif sigma is not None:
+            model = GaussianNoise(sigma / 255.0)
+        else:
+            assert poisson is not None  # exactly one of the three, checked above
+            model = PoissonGaussianNoise(poisson, gaussian / 255.0)
         image = load_image(input)
-        model = GaussianNoise(sigma / 255.0) if sigma is not None else PoissonGaussianNoise(poisson, gaussian / 255.0)
         noisy = model(image.to_float(), seed=seed)
         save_image(output, image.with_float(noisy), method=f"noise {model.label} seed {seed}", overwrite=overwrite)
     except XRayDenoiseError as exc:
@@ -264,7 +277,8 @@ def evaluate(
 ) -> None:
     """Score methods on a split with synthetic noise; write per-image rows and print a summary."""
     from .data import get_split, make_splits, read_dataset
-    from .evaluation.runner import ScoreCache, default_cache, evaluate as run_eval, summarise, write_rows
+    from .evaluation.runner import ScoreCache, default_cache, summarise, write_rows
+    from .evaluation.runner import evaluate as run_eval
     from .evaluation.tables import print_summary
 
     if split not in ("train", "val", "test", "all"):
@@ -333,10 +347,13 @@ def train(
 
             concrete = resolve_device(device)
             accelerator, devices = ("cpu", "1") if concrete == "cpu" else ("gpu", f"[{concrete[5:]}]")
+        source: TrainConfig | Path
         if data is not None:
+            assert out_dir is not None  # checked above
             source = folder_config(data, out_dir, init_weights=init_weights, minutes=minutes)
             init_weights = out_dir = minutes = None  # already in the config
         else:
+            assert config is not None  # --config or --data, checked above
             source = config
         if init_weights == "shipped":
             from .weights import shipped_weights
@@ -428,7 +445,7 @@ def _parse_devices(text: Optional[str]):
 def export(
     output: Path = typer.Option(..., "-o", "--out", help="Where to write the exported model."),
     weights: Optional[Path] = typer.Option(None, help="A .safetensors file with its model card (default: the shipped model)."),
-    format: str = typer.Option("onnx", "--format", help="Export format (onnx)."),
+    format: str = typer.Option("onnx", "--format", help="Export format (onnx)."),  # noqa: A002 - the option's name
 ) -> None:
     """Export a network to ONNX with dynamic height and width."""
     if format != "onnx":

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
-import os
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,24 @@ def small_png(tmp_path, name="chest.png", source=CHEST, size=160):
     image = load_image(source)
     crop = Image(np.ascontiguousarray(image.pixels[300 : 300 + size, 300 : 300 + size]), "png", image.max_value)
     return save_image(tmp_path / name, crop)
+
+
+def test_noise_makes_detector_noise_from_its_text_form_and_denoise_is_told_it(tmp_path):
+    from xraydenoise.noise import estimate_noise, parse_noise
+
+    clean = small_png(tmp_path, size=256)
+    noisy = tmp_path / "noisy.tif"
+    made = run_cli("noise", clean, "-o", noisy, "--noise", "20@gauss:1.2", "--seed", "3")
+    assert made.returncode == 0, made.stderr
+    assert "gaussian-20-gauss1.2" in made.stderr
+    # the same pixels as the model samples in Python, so the text form is the model
+    expected = parse_noise("20@gauss:1.2").sample(load_image(clean).to_float(), seed=3)
+    assert np.abs(load_image(noisy).to_float() - np.clip(expected, 0, 1)).max() <= 0.5 / 255 + 1e-6  # 8-bit like its input
+    assert "@gauss:" in str(estimate_noise(load_image(noisy).to_float()).model)  # read back as correlated noise
+    told = run_cli("denoise", noisy, "-o", tmp_path / "out", "--method", "gaussian", "--noise", "20@gauss:1.2")
+    assert told.returncode == 0, told.stderr
+    both = run_cli("noise", clean, "-o", tmp_path / "x.png", "--noise", "10", "--sigma", "10")
+    assert both.returncode == 2 and "exactly one of" in both.stderr
 
 
 def test_noise_denoise_score_round_trip_on_a_real_png(tmp_path):

@@ -6,10 +6,10 @@ import csv
 import io
 import json
 import logging
-import os
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -19,12 +19,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ..data import get_split, read_dataset
 from ..errors import ConfigError
+from ..hardware import machine_description
 from ..io._atomic import atomic_write, atomic_write_text
 from ..models import count_parameters
 from ..weights import ModelCard, save_weights
 from .config import DataConfig, ModelConfig, TrainConfig
 from .datasets import RandomPatchDataset, inherent_noise, load_images, validation_pairs, with_scales
-from ..hardware import machine_description
 from .hardware import lightning_precision
 from .module import DenoiserModule
 
@@ -68,6 +68,10 @@ class History(Callback):
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         metrics = trainer.callback_metrics
+        if "train_loss_epoch" not in metrics:
+            # A run resumed from the checkpoint that closed an epoch enters that epoch's end again
+            # without having trained in it: its row is already written, with the real numbers.
+            return
         value = lambda key: float(metrics[key]) if key in metrics else float("nan")  # noqa: E731
         row = {
             "epoch": trainer.current_epoch,
@@ -189,7 +193,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         precision=precision,
         max_epochs=cfg.max_epochs,
         max_steps=cfg.max_steps,
-        max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None,
+        max_time=timedelta(minutes=cfg.max_minutes) if cfg.max_minutes else None,
         gradient_clip_val=cfg.optim.gradient_clip or None,
         gradient_clip_algorithm="norm",
         callbacks=callbacks,
@@ -214,7 +218,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
             module.load_state_dict(state)
         rows = read_history(history.path) if history.path.exists() else []
         best_row = min(rows, key=lambda r: float(r["val_loss"])) if rows else {}
-        card = {
+        card: dict[str, Any] = {
             "name": cfg.name,
             "architecture": cfg.model.name,
             "options": cfg.model.options,
@@ -241,7 +245,8 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
                 "epochs": trainer.current_epoch,
                 "patch_size": cfg.data.patch_size,
                 "batch_size": cfg.data.batch_size,
-                "loss": f"{cfg.optim.mse_weight} * {'MSE / noise variance' if cfg.optim.noise_balanced_mse else 'MSE'} + {1 - cfg.optim.mse_weight:.2f} * (1 - SSIM)",
+                "loss": f"{cfg.optim.mse_weight} * {'MSE / noise variance' if cfg.optim.noise_balanced_mse else 'MSE'}"
+                f" + {1 - cfg.optim.mse_weight:.2f} * (1 - SSIM)",
                 "precision": precision,
                 "seconds": round(history.elapsed(), 1),
                 "machine": machine_description(),
@@ -287,8 +292,9 @@ def joined_history(run_dir: Path) -> list[dict]:
 
 def _initialise(module: DenoiserModule, cfg: TrainConfig) -> dict:
     """Load ``cfg.init_weights`` into the module's network; returns what the card records about them."""
-    from ..weights import read_card, load_state
+    from ..weights import load_state, read_card
 
+    assert cfg.init_weights is not None  # called only when the config names them
     path = Path(cfg.init_weights)
     card = read_card(path)
     if card.architecture != cfg.model.name:
@@ -317,13 +323,15 @@ def _initialise(module: DenoiserModule, cfg: TrainConfig) -> dict:
     elif (path.parent / "history.csv").is_file() and path.parent.resolve() != Path(cfg.output_dir).resolve():
         earlier_rows = joined_history(path.parent)
     previous = card.training
+    steps: int | None
+    seconds: float | None
     if earlier_rows:
         write_history(Path(cfg.output_dir) / INIT_HISTORY, earlier_rows)
         # That history counts every earlier stage; a run's own card only knows the stage before it.
         steps, seconds = int(earlier_rows[-1]["step"]), float(earlier_rows[-1]["elapsed_s"])
     else:
         steps, seconds = previous.get("total_steps", previous.get("steps")), previous.get("total_seconds", previous.get("seconds"))
-    started = {"weights": str(cfg.init_weights), "steps": steps, "seconds": seconds}
+    started: dict[str, Any] = {"weights": str(cfg.init_weights), "steps": steps, "seconds": seconds}
     if grown:
         started["options"] = card.options
     return started
