@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast bench report train clean
+.PHONY: setup demo lint test test-fast bench report clean
 
 setup: $(STAMP)
 
@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/xraydenoise demo --out demo_output
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/mypy
 
 test: $(STAMP)
 	sh tests/setup_system_deps.sh
@@ -32,4 +35,4 @@ report: $(STAMP)
 	$(BIN)/xraydenoise report --out docs/results
 
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache
+	rm -rf $(VENV) demo_output .pytest_cache .mypy_cache .ruff_cache

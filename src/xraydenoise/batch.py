@@ -23,11 +23,15 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError, XRayDenoiseError
 from .io import SUPPORTED_SUFFIXES, dicomdir_referenced_files, is_dicomdir, is_supported_path, load_image, save_image
-from .io.dicom import output_transfer_syntax
 from .io._atomic import PARTIAL_SUFFIX, remove_stale_partials
+from .io.dicom import output_transfer_syntax
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .noise import NoiseModel
 
 #: Magic numbers of the formats we write: an output without one is not a finished result.
 _OUTPUT_MAGICS = (b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -306,7 +310,7 @@ def _method_label(method: str) -> str:
     return label.encode("ascii", "backslashreplace").decode("ascii")
 
 
-def process_one(job: Job, method: str, sigma: float | None, options: dict) -> str | None:
+def process_one(job: Job, method: str, sigma: float | NoiseModel | None, options: dict) -> str | None:
     """Denoise one file into its planned output; raises XRayDenoiseError on bad input.
 
     Returns the note of a DICOM output written in another transfer syntax than its input's
@@ -320,7 +324,7 @@ def process_one(job: Job, method: str, sigma: float | None, options: dict) -> st
     return output_transfer_syntax(image.dicom)[1] if image.format == "dicom" else None
 
 
-def _run_in_worker(job: Job, method: str, sigma: float | None, options: dict) -> tuple[str | None, str | None]:
+def _run_in_worker(job: Job, method: str, sigma: float | NoiseModel | None, options: dict) -> tuple[str | None, str | None]:
     """(None, note) when written, else (the reason it failed, None)."""
     try:
         return None, process_one(job, method, sigma, options)
@@ -387,7 +391,7 @@ def run_batch(
     jobs: list[Job],
     *,
     method: str,
-    sigma: float | None = None,
+    sigma: float | NoiseModel | None = None,
     options: dict | None = None,
     overwrite: bool = False,
     workers: int = 1,
@@ -440,7 +444,7 @@ def run_batch(
     return report
 
 
-def _run_pool(todo: list[Job], workers: int, method: str, sigma: float | None, options: dict, done) -> None:
+def _run_pool(todo: list[Job], workers: int, method: str, sigma: float | NoiseModel | None, options: dict, done) -> None:
     """Run ``todo`` on ``workers`` processes, calling ``done(job, (failure, note))`` for each job.
 
     At most two jobs per worker are queued at a time, so an interruption leaves little
@@ -448,7 +452,8 @@ def _run_pool(todo: list[Job], workers: int, method: str, sigma: float | None, o
     and are retried one at a time on a fresh pool: a suspect whose worker dies again is the
     culprit and fails with that reason; the others are written as usual.
     """
-    queue, suspects = deque(todo), deque()
+    queue: deque[Job] = deque(todo)
+    suspects: deque[Job] = deque()
     while queue or suspects:
         isolating = bool(suspects)
         source = suspects if isolating else queue

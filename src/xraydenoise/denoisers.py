@@ -17,7 +17,7 @@ import dataclasses
 import math
 from numbers import Real
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, cast
 
 import numpy as np
 
@@ -26,8 +26,9 @@ from .inference import DEFAULT_MARGIN, OnnxBackend, TorchBackend, choose_tile_si
 
 if TYPE_CHECKING:  # pragma: no cover
     from .io import Image
+    from .noise import NoiseModel
 
-Denoiser = Callable[[np.ndarray, "float | None"], np.ndarray]
+Denoiser = Callable[[np.ndarray, "float | NoiseModel | None"], np.ndarray]
 
 NETWORK_ALIASES = {"network": None, "network-x8": None}  # None: the shipped weights
 NETWORK_ALIAS_OPTIONS = {"network-x8": {"ensemble": True}}
@@ -84,7 +85,7 @@ class NetworkDenoiser:
         if backend == "auto":
             backend, fast = ("torch", True) if fast else fastest_backend(weights, device=self.device, threads=threads)
         if backend == "onnxruntime":
-            self.backend = _onnx_backend(weights, threads=threads, device=self.device)
+            self.backend: OnnxBackend | TorchBackend = _onnx_backend(weights, threads=threads, device=self.device)
             self.card = self.backend.card
         elif backend == "torch":
             from .errors import MissingDependencyError
@@ -406,7 +407,7 @@ def check_noise(noise: object):
     return check_sigma(noise)
 
 
-def run_denoiser(denoiser: Denoiser, image: np.ndarray, sigma: float | None) -> np.ndarray:
+def run_denoiser(denoiser: Denoiser, image: np.ndarray, sigma: float | NoiseModel | None) -> np.ndarray:
     """Call ``denoiser`` on a float32 [0, 1] image, padding tiny images and checking the result."""
     height, width = image.shape
     padded = pad_to(image, max(height, MIN_SIDE), max(width, MIN_SIDE))
@@ -442,7 +443,7 @@ def unit_range(image: Image) -> tuple[np.ndarray, float, float]:
     return (((values - low) / span) if span else np.zeros_like(values)).astype(np.float32), low, span
 
 
-def denoise_image(image: Image, denoiser: Denoiser, sigma: float | None = None) -> Image:
+def denoise_image(image: Image, denoiser: Denoiser, sigma: float | NoiseModel | None = None) -> Image:
     """Denoise an :class:`~xraydenoise.io.Image` on its own range; returns an Image like it.
 
     The image is read on the [0, 1] scale as :func:`unit_range` says, denoised and mapped
@@ -543,7 +544,7 @@ def denoise_with_noise(name: str, noisy: np.ndarray, noise, **network_options) -
     """
     base, mode = split_mode(name)
     if is_network(base):
-        network = get_denoiser(base, **network_options)
+        network = cast(NetworkDenoiser, get_denoiser(base, **network_options))  # is_network(base)
         return network.denoise_noise(noisy, noise) if mode == "told" else network(noisy, None)
     from .classical import denoise_classical
 

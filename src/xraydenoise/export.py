@@ -61,6 +61,7 @@ def export_onnx(weights: str | Path | None, output: str | Path, *, opset: int = 
                 external_data=False,
                 verbose=False,
             )
+        assert program is not None  # dynamo=True returns the program
         program.save(tmp)
         proto = onnx.load(tmp)
         card = model.card

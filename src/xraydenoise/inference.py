@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Literal, Protocol
 
 import numpy as np
 
@@ -44,7 +44,7 @@ def pad_to(array: np.ndarray, height: int, width: int) -> np.ndarray:
     pad_h, pad_w = max(0, height - array.shape[0]), max(0, width - array.shape[1])
     if not (pad_h or pad_w):
         return array
-    mode = "reflect" if pad_h < array.shape[0] and pad_w < array.shape[1] else "edge"
+    mode: Literal["reflect", "edge"] = "reflect" if pad_h < array.shape[0] and pad_w < array.shape[1] else "edge"
     return np.pad(array, ((0, pad_h), (0, pad_w)), mode=mode)
 
 
@@ -115,7 +115,7 @@ class OnnxBackend:
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(device.partition(":")[2] or 0)}))
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
-        except Exception as exc:  # onnxruntime raises its own untyped errors
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
             raise WeightsError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         multiple = meta.get("multiple", "1")
@@ -136,6 +136,7 @@ class OnnxBackend:
         height, width = image.shape
         feeds = {"noisy": _pad(image.astype(np.float32, copy=False), self.multiple)[None, None]}
         if self.uses_noise_map:
+            assert noise_map is not None, "this network is told the noise: pass noise_map"
             feeds["noise_map"] = _pad(_as_condition(noise_map), self.multiple)[None]
         out = self.session.run(None, feeds)[0]
         return out[0, 0, :height, :width]
@@ -222,7 +223,8 @@ def tile_inference(
             if callable(noise_map):  # the condition of this window, made from it
                 told = noise_map(image[window])
             else:
-                told = None if noise_map is None else noise_map[(..., *window)]
+                key = (..., *window)  # built first: mypy takes x[(..., *w)] for 3.11-only syntax
+                told = None if noise_map is None else noise_map[key]
             result = run(image[window], told)
             bottom, right = min(height, top + core), min(width, left + core)
             out[top:bottom, left:right] = result[top - y0 : bottom - y0, left - x0 : right - x0]

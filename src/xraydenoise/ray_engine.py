@@ -172,7 +172,7 @@ class _Router(io.TextIOBase):
         return self._terminal.fileno()
 
     @property
-    def encoding(self):
+    def encoding(self):  # type: ignore[override]  # TextIOBase declares a plain attribute
         return getattr(self._terminal, "encoding", None) or "utf-8"
 
     def close_log(self) -> None:

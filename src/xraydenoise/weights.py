@@ -76,9 +76,10 @@ class ModelCard:
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         values = {k: v for k, v in raw.items() if k in known}
         values.setdefault("name", "network")
-        expected = {"name": str, "architecture": str, "options": dict, "parameters": int, "blind": bool,
-                    "weights_dtype": str, "data": dict, "noise": dict, "training": dict, "validation": dict,
-                    "adaptation": dict, "experts": dict, "config": (str, list), "command": str}
+        expected: dict[str, type | tuple[type, ...]] = {
+            "name": str, "architecture": str, "options": dict, "parameters": int, "blind": bool,
+            "weights_dtype": str, "data": dict, "noise": dict, "training": dict, "validation": dict,
+            "adaptation": dict, "experts": dict, "config": (str, list), "command": str}
         for key, kind in expected.items():
             value = values.get(key)
             if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
@@ -188,5 +189,5 @@ def load_model(path: str | Path | None = None):
         detail = detail if len(detail) <= 200 else detail[:197] + "..."
         raise WeightsError(f"{path}: weights do not match architecture {card.architecture!r} ({detail})") from None
     model.eval()
-    model.card = card  # type: ignore[attr-defined]
+    model.card = card
     return model

@@ -140,7 +140,8 @@ def output_overwrites_another_input(d: Path, px) -> Setup:
     png = write_png(d / "in" / "scan.png", px)
     tif = d / "in" / "scan.tif"
     tifffile.imwrite(tif, px.astype(np.uint16) * 257, photometric="minisblack")
-    return Setup(denoise(d / "in", d / "in", "--format", "tiff", "--overwrite"), [png, tif], r"(would overwrite the input .*scan\.tif|output path .*scan\.tif equals the input)")
+    return Setup(denoise(d / "in", d / "in", "--format", "tiff", "--overwrite"), [png, tif],
+                 r"(would overwrite the input .*scan\.tif|output path .*scan\.tif equals the input)")
 
 
 def two_inputs_share_an_output(d: Path, px) -> Setup:

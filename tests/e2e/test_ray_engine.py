@@ -9,6 +9,7 @@ with a message saying so, they never skip.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import re
@@ -121,10 +122,8 @@ def kill_leftovers(seen: dict[int, str]) -> None:
     the id still names the same process."""
     for pid, name in seen.items():
         if alive(pid) and title(pid) == name:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def look(pid: int, seen: dict[int, str]) -> None:

@@ -14,6 +14,7 @@ from functools import lru_cache
 import numpy as np
 import pytest
 
+from tests.conftest import require_dev_data
 from xraydenoise.classical import (
     BM3D_MISSING,
     CLASSICAL_METHODS,
@@ -30,7 +31,6 @@ from xraydenoise.noise import (
     add_poisson_gaussian_noise,
 )
 from xraydenoise.settings import data_dir
-from tests.conftest import require_dev_data
 
 METHODS = sorted(CLASSICAL_METHODS)
 SIGMA25 = 25 / 255

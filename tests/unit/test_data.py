@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import require_dev_data
 from xraydenoise import settings
 from xraydenoise.data import (
     GROUP_COLUMNS,
@@ -30,12 +31,9 @@ from xraydenoise.data import (
 from xraydenoise.data import splits as splits_module
 from xraydenoise.data.manifest import age_group, fill_fields
 from xraydenoise.errors import ConfigError, XRayDenoiseError
-from tests.conftest import require_dev_data
 
-DEV_COLUMNS = (
-    "path,source,institution,license,region,modality,view,age,age_group,sex,finding,category,"
-    "patient_id,width,height,bit_depth,original_width,original_height,origin"
-).split(",")
+DEV_COLUMNS = ["path", "source", "institution", "license", "region", "modality", "view", "age", "age_group", "sex", "finding", "category",
+               "patient_id", "width", "height", "bit_depth", "original_width", "original_height", "origin"]
 
 
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import require
 from xraydenoise.inference import TorchBackend, choose_tile_size, pad_to, tile_inference
 from xraydenoise.weights import load_model
-from tests.conftest import require
 
 
 def test_padding_mirrors_where_it_can_and_repeats_the_edge_otherwise():

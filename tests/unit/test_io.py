@@ -33,12 +33,12 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from tests.conftest import require_dev_data
 from tests.dicom_corpus import waveform_file
 from xraydenoise import settings as xsettings
 from xraydenoise.errors import ImageReadError, ImageWriteError
 from xraydenoise.io import SUPPORTED_SUFFIXES, Image, is_supported_path, load_image, save_image
 from xraydenoise.io.dicom import dicomdir_referenced_files, is_dicom_file, is_dicomdir, output_transfer_syntax
-from tests.conftest import require_dev_data
 
 RNG = np.random.default_rng(1234)
 DX_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
@@ -183,7 +183,7 @@ def test_tiff_round_trip_is_bit_exact(tmp_path, dtype):
     assert again.bit_depth == {np.uint8: 8, np.uint16: 16, np.float32: 32}[dtype]
 
 
-def test_minisWhite_tiff_is_inverted_and_restored(tmp_path):
+def test_miniswhite_tiff_is_inverted_and_restored(tmp_path):
     stored = full_range(np.uint16, (8, 9))
     src = tmp_path / "mw.tif"
     tifffile.imwrite(src, stored, photometric="miniswhite")

@@ -12,10 +12,10 @@ import pytest
 from scipy import ndimage
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from tests.conftest import require, require_dev_data
 from xraydenoise.metrics import psnr, ssim
 from xraydenoise.noise import add_gaussian_noise
 from xraydenoise.settings import data_dir
-from tests.conftest import require, require_dev_data
 
 
 @lru_cache(maxsize=None)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import require_dev_data
 from xraydenoise.errors import ConfigError
 from xraydenoise.noise import (
     GaussianNoise,
@@ -28,7 +29,6 @@ from xraydenoise.noise import (
     parse_noise,
 )
 from xraydenoise.settings import data_dir
-from tests.conftest import require_dev_data
 
 SOURCES = ("nih", "kermany", "fracatlas")
 

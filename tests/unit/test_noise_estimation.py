@@ -11,6 +11,7 @@ from functools import lru_cache
 import numpy as np
 import pytest
 
+from tests.conftest import require_dev_data
 from xraydenoise.noise import (
     CorrelatedNoise,
     ExponentialKernel,
@@ -21,7 +22,6 @@ from xraydenoise.noise import (
     estimate_noise,
     parse_noise,
 )
-from tests.conftest import require_dev_data
 
 
 def _ramp(size: int = 256) -> np.ndarray:
@@ -93,7 +93,8 @@ def _crops():
     return dev_crops()
 
 
-@pytest.mark.parametrize(("spec", "max_mean_error", "max_width_error"), [("25@gauss:1", 0.10, 0.1), ("pg:0.01:3@exp:0.7", 0.15, 0.15), ("10@gauss:1", 0.35, 0.2)])
+@pytest.mark.parametrize(("spec", "max_mean_error", "max_width_error"),
+                         [("25@gauss:1", 0.10, 0.1), ("pg:0.01:3@exp:0.7", 0.15, 0.15), ("10@gauss:1", 0.35, 0.2)])
 def test_on_dev_radiograph_crops(spec: str, max_mean_error: float, max_width_error: float) -> None:
     """Within the errors measured in docs/noise-estimation.md (with margin); the images'
     own texture makes the estimate high at low noise levels."""

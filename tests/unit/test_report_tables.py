@@ -15,7 +15,10 @@ def cell(psnr: float, ssim: float = 0.9, *, n: int = 3, psnr_std: float = 0.5, s
 def parse(markdown: str) -> tuple[list[str], list[list[str]]]:
     """Header cells and body rows of a Markdown table (the rule line checked and dropped)."""
     lines = markdown.strip().splitlines()
-    split = lambda line: [c.strip() for c in line.strip().strip("|").split("|")]
+
+    def split(line: str) -> list[str]:
+        return [c.strip() for c in line.strip().strip("|").split("|")]
+
     assert set(lines[1].replace("|", "").split()) <= {"---", "---:"}
     return split(lines[0]), [split(line) for line in lines[2:]]
 
@@ -99,7 +102,8 @@ def test_physics_table_mtf_and_nps_ratio_columns():
 def test_adaptation_table_from_the_benchmark_json():
     raw = {"command": "python -m xraydenoise.evaluation.adapt_benchmark", "machine": "2-core EPYC", "minutes": 42.4,
            "rows": [{"institution": "fracatlas", "noise": "pg:0.01:3@exp:0.7", "images": 20, "method": "adapted", "psnr": 35.123, "ssim": 0.91234, "n": 10},
-                    {"institution": "fracatlas", "noise": "pg:0.01:3@exp:0.7", "images": 0, "method": "shipped", "psnr": {"mean": 34.5, "std": 1.25}, "ssim": "n/a", "n": 10}]}
+                    {"institution": "fracatlas", "noise": "pg:0.01:3@exp:0.7", "images": 0, "method": "shipped",
+                     "psnr": {"mean": 34.5, "std": 1.25}, "ssim": "n/a", "n": 10}]}
     table = tables.AdaptationTable.from_json(raw)
     assert table.minutes == 42.4 and table.machine == "2-core EPYC"
     headers, body = parse(tables.adaptation_table(table))

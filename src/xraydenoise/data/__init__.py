@@ -3,6 +3,7 @@
 >>> from xraydenoise.data import read_manifest, get_split
 >>> train = get_split("train")          # development set, committed split for seed 0
 >>> train[0].image_id, train[0].patient_key, train[0].get("category")
+('fracatlas/fracatlas_IMG0000000.png', 'fracatlas:image:fracatlas/fracatlas_IMG0000000.png', 'normal')
 
 The split functions are imported on first use (PEP 562), so that
 ``python -m xraydenoise.data.splits`` runs that module cleanly.

@@ -8,6 +8,7 @@ folder of images) into the same records.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -218,10 +219,8 @@ def atomic_write_rows(path: Path | str, rows: Iterable[Sequence[str]]) -> Path:
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
     return path
 

@@ -53,7 +53,7 @@ def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
         raise ConfigError(f"split fractions must be three numbers >= 0, got {fractions!r}")
     if abs(sum(values) - 1.0) > 1e-6:
         raise ConfigError(f"split fractions must add up to 1, got {fractions!r} (sum {sum(values):g})")
-    return values  # type: ignore[return-value]
+    return values
 
 
 def _source_seed(seed: int, source: str) -> list[int]:
@@ -112,7 +112,7 @@ def make_splits(
 def write_split_file(splits: Mapping[str, Iterable[Record]], path: Path | str) -> Path:
     """Write splits as CSV (``image_id,patient_key,split``), atomically, sorted by split
     then image id so that the file only changes when the split does."""
-    rows = []
+    rows: list[tuple[int, str, str, str]] = []
     for name, records in splits.items():
         if name not in SPLIT_NAMES:
             raise ConfigError(f"unknown split {name!r}; expected one of {', '.join(SPLIT_NAMES)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,7 @@ def run_demo(out_dir: Path, *, method: str = "network", sigma: float = 25 / 255,
     out_dir.mkdir(parents=True, exist_ok=True)
     noise = GaussianNoise(sigma)
     methods = [method] + [m for m in DEMO_BASELINES if m != method]
-    rows = []
+    rows: list[dict[str, Any]] = []
     panels = []
     for i, path in enumerate(track(sample_paths(), description="denoising samples")):
         image = load_image(path)

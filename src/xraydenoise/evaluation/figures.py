@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -28,7 +29,7 @@ def _save(fig, path: Path, dpi: int = 100) -> Path:
 
 def detail_window(image: np.ndarray, size: int) -> tuple[int, int]:
     """Top-left corner of the size x size window with the most fine detail (gradient energy)."""
-    gy, gx = np.gradient(image.astype(np.float64))
+    gy, gx = cast("list[np.ndarray]", np.gradient(image.astype(np.float64)))  # one array per axis of a 2-D image
     energy = gx**2 + gy**2
     best, corner = -1.0, (0, 0)
     step = max(8, size // 4)
@@ -112,8 +113,8 @@ def example_figure(clean: np.ndarray, noisy: np.ndarray, outputs: dict[str, np.n
 
 def augmentation_figure(patch: np.ndarray, path: Path) -> Path:
     """The paper's augmentations applied one at a time to a real radiograph crop, then all at random."""
-    import torch
     import kornia.geometry.transform as KT
+    import torch
 
     from ..data.augmentation import Augment
 

@@ -87,17 +87,17 @@ def estimator_rows(crops: list[tuple[str, np.ndarray]]) -> list[dict]:
                     family = "gauss" if isinstance(found.kernel, GaussianKernel) else "exp"
                     fam.append(kernel == "white" or kernel.startswith(family) or found.kernel.width < 0.2)
                     white_err.append(estimate_gaussian_sigma(noisy) / true_std - 1)
-                err, werr = np.array(err), np.array(werr)
+                errors, width_errors = np.array(err), np.array(werr)
                 rows.append(
                     {
                         "noise": "a x + s^2" if signal_dependent else "constant",
                         "kernel": kernel,
                         "std": std255,
-                        "err_mean": err.mean(),
-                        "err_abs_median": np.median(np.abs(err)),
-                        "err_abs_max": np.abs(err).max(),
-                        "width_err_mean": werr.mean(),
-                        "width_err_abs_max": np.abs(werr).max(),
+                        "err_mean": errors.mean(),
+                        "err_abs_median": np.median(np.abs(errors)),
+                        "err_abs_max": np.abs(errors).max(),
+                        "width_err_mean": width_errors.mean(),
+                        "width_err_abs_max": np.abs(width_errors).max(),
                         "family_ok": int(np.sum(fam)),
                         "n": len(crops),
                         "white_err_mean": float(np.mean(white_err)),
@@ -112,6 +112,7 @@ def bm3d_rows(crops: list[tuple[str, np.ndarray]]) -> list[dict]:
     rows = []
     for spec in BM3D_CASES:
         model = parse_noise(spec)
+        assert isinstance(model, CorrelatedNoise)  # every BM3D case names a kernel
         white = PoissonGaussianNoise(model.a, model.s) if model.a > 0 else GaussianNoise(model.s)
         scores: dict[str, list[float]] = {}
         for i, (_, clean) in enumerate(crops):
@@ -128,7 +129,7 @@ def bm3d_rows(crops: list[tuple[str, np.ndarray]]) -> list[dict]:
                 if noise is None:
                     out = noisy
                 else:
-                    out = denoise_classical("bm3d", noisy, None if noise == "blind" else noise)
+                    out = denoise_classical("bm3d", noisy, None if isinstance(noise, str) else noise)  # str: "blind"
                 scores.setdefault(name, []).append(psnr(clean, np.clip(out, 0, 1)))
             scores.setdefault("estimate", []).append(str(estimate))  # type: ignore[arg-type]
         rows.append({"case": spec, **{k: v for k, v in scores.items()}})

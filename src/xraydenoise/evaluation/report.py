@@ -743,7 +743,7 @@ def build_report(out_dir: Path, *, quick: bool = False) -> Path:
     noisy_m = Method(NOISY, NOISY)
     bm3d_estimate = method_from_spec("estimate:bm3d")
     records = select_records(plan)
-    common = {"size": plan.size, "seed": plan.seed, "cache": cache}
+    common: dict[str, Any] = {"size": plan.size, "seed": plan.seed, "cache": cache}
 
     # Tables 1, 2, 3, 4, 7, 8, 9: every method at every level on the test split.
     all_methods = [noisy_m] + classical + [shipped_m] + net_methods

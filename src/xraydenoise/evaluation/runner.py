@@ -24,15 +24,15 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
 from ..data import GROUP_COLUMNS, Record
 from ..denoisers import NETWORK_ALIAS_OPTIONS, NETWORK_ALIASES, denoise_with_noise, is_network, split_mode
+from ..errors import ConfigError
 from ..io import load_image
 from ..metrics import psnr, ssim
-from ..errors import ConfigError
 from ..noise import NOISE_SYNTAX, NoiseModel, parse_noise
 from ..settings import cache_dir
 
@@ -68,7 +68,8 @@ def parse_levels(text: str) -> list[NoiseModel]:
     """
     if not isinstance(text, str) or not text.strip():
         raise ConfigError(f"--levels: no noise level given; {NOISE_SYNTAX}")
-    models, seen = [], {}
+    models: list[NoiseModel] = []
+    seen: dict[str, str] = {}
     for item in text.split(","):
         if not item.strip():
             raise ConfigError(f"--levels {text!r}: an empty item between commas")
@@ -191,21 +192,21 @@ def evaluate(
     """Score every method on every image at every noise level; returns one dict per score."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    methods = [m if isinstance(m, Method) else method_from_spec(m) for m in methods]
-    noises = [n if not isinstance(n, str) else parse_noise(n) for n in noises]
+    method_list = [m if isinstance(m, Method) else method_from_spec(m) for m in methods]
+    noise_list = [n if not isinstance(n, str) else parse_noise(n) for n in noises]
     # Hashing a network's weights file once per method, not once per (image, noise) key.
-    fingerprints = {method: method.fingerprint for method in methods}
+    fingerprints = {method: method.fingerprint for method in method_list}
     rows: list[dict] = []
-    total = len(records) * len(noises) * len(methods)
+    total = len(records) * len(noise_list) * len(method_list)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, disable=not progress, transient=False) as bar:
         task = bar.add_task(description, total=total)
         for record in records:
             image = None
-            for noise in noises:
+            for noise in noise_list:
                 nseed = noise_seed(record.image_id, noise.label, seed)
                 noisy = None
-                for method in methods:
+                for method in method_list:
                     key = f"{record.image_id}|{size}|{noise.label}|{nseed}|{fingerprints[method]}"
                     row = cache.get(key) if cache else None
                     if row is None:
@@ -229,7 +230,7 @@ def evaluate(
                         }
                         if cache is not None:
                             cache.put(key, row)
-                    full = {"image": record.image_id, **{c: record.get(c) for c in GROUP_COLUMNS}}
+                    full: dict[str, Any] = {"image": record.image_id, **{c: record.get(c) for c in GROUP_COLUMNS}}
                     full.update(
                         level=noise.label,
                         method=method.label,

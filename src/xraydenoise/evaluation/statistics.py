@@ -74,7 +74,7 @@ def summaries(rows: Iterable[Mapping], by: Sequence[str] = ("level", "method")) 
     return {key: summary(members) for key, members in groups.items()}
 
 
-def wilcoxon_p(differences: Sequence[float]) -> float:
+def wilcoxon_p(differences: Sequence[float] | np.ndarray) -> float:
     """Two-sided Wilcoxon signed-rank p of paired differences; 1 when they are all (close to) zero."""
     from scipy.stats import wilcoxon
 

@@ -352,7 +352,8 @@ def describe_level(label: str) -> str:
         model = parse_noise(label)
     except Exception:  # noqa: BLE001 - a label this version cannot read is shown as it is
         return label
-    a, s = getattr(model, "a", 0.0), getattr(model, "s", None)
+    a = getattr(model, "a", 0.0)
+    s: Any = getattr(model, "s", None)
     if s is None:
         s = getattr(model, "sigma", 0.0)
     level = f"Poisson-Gaussian a={a:g}, s={s * 255:g}/255" if a > 0 else f"Gaussian sigma {s * 255:g}/255"
@@ -380,7 +381,7 @@ def _shipped_of(methods: Iterable[str]) -> str:
     return DEFAULT_MODEL
 
 
-def _readme_cell(cell: Mapping | None, best: Mapping[str, float]) -> str:
+def _readme_cell(cell: Mapping | None, best: Mapping[str, float | None]) -> str:
     """``PSNR / SSIM`` of one headline cell, each in bold when it is the row's ``best``."""
     if cell is None:
         return ""
@@ -403,7 +404,8 @@ def readme_results_block(headline: Mapping[str, Mapping[str, Mapping]]) -> str:
     shown = ["nlm", "bm3d", shipped] + ([ensemble] if ensemble else [])
     headers = ["noise", "noisy", "NLM (true noise)", "BM3D (true noise)", f"{shipped} (blind)", "network − BM3D"]
     headers += [f"{ensemble} (opt-in)"] if ensemble else []
-    lines, ns, above_psnr, above_ssim, gains = [], set(), 0, 0, []
+    lines, above_psnr, above_ssim, gains = [], 0, 0, []
+    ns: set[int] = set()
     for level in levels:
         cells = headline[level]
         best = {metric: max((cells[m][metric] for m in shown if m in cells), default=None) for metric in ("psnr", "ssim")}

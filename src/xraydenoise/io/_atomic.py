@@ -107,7 +107,7 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def atomic_write(target: Path, write: Callable[[BinaryIO], None], *, overwrite: bool = True) -> Path:
+def atomic_write(target: Path, write: Callable[[BinaryIO], object], *, overwrite: bool = True) -> Path:
     """Write ``target`` through a hidden temporary file in the same folder, then rename it.
 
     Parameters

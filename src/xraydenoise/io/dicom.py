@@ -82,7 +82,7 @@ from xraydenoise.io._quiet import library_messages_to_debug
 try:  # pydicom >= 3: decodes without caching a second copy of the array in the dataset
     from pydicom.pixels import pixel_array as _decode_pixels
 except ImportError:  # pragma: no cover - pydicom 2.x
-    _decode_pixels = None
+    _decode_pixels = None  # type: ignore[assignment]
 
 _PYDICOM_MAJOR = int(pydicom.__version__.split(".")[0])
 
@@ -124,7 +124,7 @@ def _plausible(ds: Dataset) -> bool:
     # file without the DICM preamble counts as DICOM only if it holds standard elements.
     try:
         return any(elem.tag.group in (0x0008, 0x0010, 0x0020, 0x0028) for elem in ds)
-    except Exception:
+    except Exception:  # noqa: BLE001 - pydicom fails on garbage in many ways: not DICOM
         return False
 
 
@@ -722,7 +722,7 @@ def is_dicom_file(path: str | Path) -> bool:
         with library_messages_to_debug():  # a folder scan must stay quiet about odd files
             ds = pydicom.dcmread(p, force=True, stop_before_pixels=True)
             return _plausible(ds)  # inside: converting raw elements warns too
-    except Exception:
+    except Exception:  # noqa: BLE001 - a folder scan must not stop at an odd file: not DICOM
         return False
 
 
@@ -740,7 +740,7 @@ def is_dicomdir(path: str | Path) -> bool:
     try:
         with library_messages_to_debug():
             meta = pydicom.filereader.read_file_meta_info(p)
-    except Exception:
+    except Exception:  # noqa: BLE001 - an unreadable file meta, whatever pydicom raises: not a DICOMDIR
         return False
     return str(meta.get("MediaStorageSOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY
 

@@ -33,8 +33,8 @@ from xraydenoise import settings
 from xraydenoise.errors import ImageReadError, ImageWriteError
 from xraydenoise.io import dicom as _dicom
 from xraydenoise.io._atomic import atomic_write
-from xraydenoise.io._quiet import library_messages_to_debug
 from xraydenoise.io._messages import one_line
+from xraydenoise.io._quiet import library_messages_to_debug
 
 if TYPE_CHECKING:  # pragma: no cover
     import os
@@ -441,8 +441,8 @@ def _read_tiff(path: Path, limit: int) -> Image:
         if width * height > limit:
             raise _too_large(path, width, height, limit)
         photometric = page.photometric
-        P = tifffile.PHOTOMETRIC
-        if photometric not in (P.MINISBLACK, P.MINISWHITE, P.RGB):
+        photometrics = tifffile.PHOTOMETRIC
+        if photometric not in (photometrics.MINISBLACK, photometrics.MINISWHITE, photometrics.RGB):
             raise ImageReadError(
                 f"{path}: TIFF photometric {photometric.name} is not supported; "
                 "save as greyscale (MinIsBlack)"
@@ -473,9 +473,9 @@ def _read_tiff(path: Path, limit: int) -> Image:
             # An unspecified extra sample may be a second measurement: not ours to drop.
             raise ImageReadError(f"{path}: TIFF with {samples} samples per pixel is not supported")
         colour = samples - len(extras)  # alpha is dropped
-        if photometric == P.RGB and colour == 3:
+        if photometric == photometrics.RGB and colour == 3:
             arr = _single_channel(path, arr, 3)
-        elif photometric != P.RGB and colour == 1:
+        elif photometric != photometrics.RGB and colour == 1:
             arr = np.ascontiguousarray(arr[..., 0])
         else:
             raise ImageReadError(f"{path}: TIFF with {samples} samples per pixel is not supported")
@@ -489,7 +489,7 @@ def _read_tiff(path: Path, limit: int) -> Image:
             arr = arr.astype(np.float32)
             if not np.isfinite(arr).all():
                 raise ImageReadError(f"{path}: float TIFF values overflow float32 (contains NaN or Inf)")
-        if photometric == P.MINISWHITE:
+        if photometric == photometrics.MINISWHITE:
             raise ImageReadError(f"{path}: float TIFF with MinIsWhite photometric is not supported")
         return Image(arr, "tiff", 1.0, source_path=path, pixel_spacing_mm=spacing)
     if arr.dtype not in _INT_MAX:
@@ -498,7 +498,7 @@ def _read_tiff(path: Path, limit: int) -> Image:
         )
     max_value = _INT_MAX[arr.dtype]
     stored = "MONOCHROME2"
-    if photometric == P.MINISWHITE:
+    if photometric == photometrics.MINISWHITE:
         arr = (max_value - arr).astype(arr.dtype)
         stored = "MONOCHROME1"
     return Image(np.ascontiguousarray(arr), "tiff", float(max_value), source_path=path,
@@ -527,7 +527,7 @@ def _write_tiff(fh: BinaryIO, values: np.ndarray, minis_white: bool, method: str
                 spacing: tuple[float, float] | None) -> None:
     if minis_white:
         values = (_INT_MAX[values.dtype] - values).astype(values.dtype)
-    extra = {"resolution": (10.0 / spacing[1], 10.0 / spacing[0]), "resolutionunit": "CENTIMETER"} if spacing else {}
+    extra: dict[str, Any] = {"resolution": (10.0 / spacing[1], 10.0 / spacing[0]), "resolutionunit": "CENTIMETER"} if spacing else {}
     tifffile.imwrite(
         fh,
         values,

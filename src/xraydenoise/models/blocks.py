@@ -52,7 +52,7 @@ class SizeAgnostic(nn.Module):
     # Convenience passthroughs so callers can ask the wrapper about the model.
     @property
     def in_channels(self) -> int:
-        return self.core.in_channels
+        return self.core.in_channels  # type: ignore[return-value]  # nn.Module's __getattr__ is typed Tensor | Module
 
     @property
     def uses_noise_map(self) -> bool:

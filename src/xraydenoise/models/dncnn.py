@@ -28,7 +28,10 @@ class DnCNNCore(nn.Module):
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, noise_map: torch.Tensor | None = None) -> torch.Tensor:
-        h = x if not self.uses_noise_map else torch.cat([x, noise_map], dim=1)
+        h = x
+        if self.uses_noise_map:
+            assert noise_map is not None, "this network is told the noise: pass noise_map"
+            h = torch.cat([x, noise_map], dim=1)
         return x - self.body(h)
 
 

@@ -68,6 +68,7 @@ class RDNCore(nn.Module):
     def forward(self, x: torch.Tensor, noise_map: torch.Tensor | None = None) -> torch.Tensor:
         h = F.pixel_unshuffle(x, self.unshuffle) if self.unshuffle > 1 else x
         if self.uses_noise_map:
+            assert noise_map is not None, "this network is told the noise: pass noise_map"
             condition = F.avg_pool2d(noise_map, self.unshuffle) if self.unshuffle > 1 else noise_map
             if self.noise_map_gain != 1.0:
                 condition = torch.cat([condition[:, :1] * self.noise_map_gain, condition[:, 1:]], dim=1)

@@ -26,7 +26,7 @@ from .blocks import SizeAgnostic
 
 
 class RoutedCore(nn.Module):
-    def __init__(self, white: SizeAgnostic, correlated: SizeAgnostic, gate: tuple[float, float]) -> None:
+    def __init__(self, white: SizeAgnostic, correlated: SizeAgnostic, gate: tuple[float, ...]) -> None:
         super().__init__()
         if white.noise_channels not in (0, 1) or correlated.noise_channels != 3:
             raise ConfigError("a routed network needs a white expert, blind or told the std map (noise_map), and a "

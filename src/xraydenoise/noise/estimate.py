@@ -71,7 +71,7 @@ class NoiseEstimate:
 
     a: float
     s: float
-    kernel: Kernel
+    kernel: GaussianKernel | ExponentialKernel
     autocorrelation: np.ndarray
     measured_autocorrelation: np.ndarray
     blocks_used: int
@@ -156,16 +156,16 @@ def _fit_kernel(measured: np.ndarray, block: int, max_lag: int) -> tuple[str, fl
         for width in _WIDTHS:
             variance, lags = _model_pattern(family, float(width), block, max_lag)
             losses.append(float(np.sum((measured - lags / variance) ** 2)))
-        losses = np.asarray(losses)
-        k = int(np.argmin(losses))
+        loss = np.asarray(losses)
+        k = int(np.argmin(loss))
         width = float(_WIDTHS[k])
         if 0 < k < len(_WIDTHS) - 1:  # parabola through the minimum and its neighbours
-            l0, l1, l2 = losses[k - 1 : k + 2]
+            l0, l1, l2 = loss[k - 1 : k + 2]
             curvature = l0 - 2 * l1 + l2
             if curvature > 0:
                 width += 0.5 * (l0 - l2) / curvature * float(_WIDTHS[1] - _WIDTHS[0])
-        if losses[k] < best[2]:
-            best = (family, round(width, 3), float(losses[k]))
+        if loss[k] < best[2]:
+            best = (family, round(width, 3), float(loss[k]))
     return best[0], best[1]
 
 
@@ -196,7 +196,7 @@ def _estimation_crops(z: np.ndarray) -> list[np.ndarray]:
     per_side = max(2, int(round(math.sqrt(MAX_ESTIMATE_PIXELS / _CROP**2))))
     tops = np.linspace(0, height - _CROP, per_side).round().astype(int)
     lefts = np.linspace(0, width - _CROP, per_side).round().astype(int)
-    return [z[t : t + _CROP, l : l + _CROP] for t in tops for l in lefts]
+    return [z[t : t + _CROP, left : left + _CROP] for t in tops for left in lefts]
 
 
 def _second_difference_energy(z: np.ndarray, block: int, lag: int) -> tuple[np.ndarray, np.ndarray]:
@@ -298,7 +298,7 @@ def estimate_noise(
         products = _block_lag_products(residual.reshape(-1, block, block), max_lag)
         total = total + np.sum(products / np.maximum(variances, 1e-30)[:, None], axis=0)
         count += len(blocks)
-    measured = total / count
+    measured = np.asarray(total / count)
     family, width = _fit_kernel(measured, block, max_lag)
     if width < _WHITE_WIDTH:
         width = 0.0

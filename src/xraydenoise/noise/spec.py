@@ -176,13 +176,11 @@ def parse_noise(text: str) -> NoiseModel:
     CorrelatedNoise(kernel=GaussianKernel(width=1.0), a=0.0, s=0.0392156862745098, clip=False)
     """
     entry = _parse(text, ranges=False)
-    if entry.kind == "gaussian" and entry.family is None and entry.kernel is None:
-        return GaussianNoise(entry.s[0])
-    if entry.family is None and entry.kernel is None:
-        return PoissonGaussianNoise(entry.a[0], entry.s[0])
-    kernel = entry.kernel
+    kernel: Kernel | None = entry.kernel
     if entry.family is not None:
         kernel = (GaussianKernel if entry.family == "gauss" else ExponentialKernel)(entry.width[0])
+    if kernel is None:
+        return GaussianNoise(entry.s[0]) if entry.kind == "gaussian" else PoissonGaussianNoise(entry.a[0], entry.s[0])
     return CorrelatedNoise(kernel, a=entry.a[0], s=entry.s[0])
 
 

@@ -121,11 +121,11 @@ def estimate_poisson_gaussian(image: np.ndarray) -> tuple[float, float]:
     index = np.clip(np.searchsorted(edges, local_mean, side="right") - 1, 0, max(edges.size - 2, 0))
     counts_all = np.bincount(index, minlength=max(edges.size - 1, 1))
     means, variances, counts = [], [], []
-    for b in np.flatnonzero(counts_all >= min_count):
-        sel = index == b
+    for bin_index in np.flatnonzero(counts_all >= min_count):
+        sel = index == bin_index
         means.append(local_mean[sel].mean())
         variances.append(values[sel].var(ddof=1))
-        counts.append(counts_all[b])
+        counts.append(counts_all[bin_index])
     if not counts:  # tiny image: one bin
         means, variances, counts = [local_mean.mean()], [values.var(ddof=1)], [n]
     m_arr, v_arr, c_arr = np.asarray(means), np.asarray(variances), np.asarray(counts, float)

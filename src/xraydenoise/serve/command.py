@@ -91,7 +91,9 @@ def serve(
     retry_max_wait: float = typer.Option(30.0, "--retry-max-wait", help="Longest wait between attempts to reach a down destination, in seconds."),
     tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help="PEM certificate: accept DICOM over TLS (with --tls-key)."),
     tls_key: Optional[Path] = typer.Option(None, "--tls-key", help="PEM private key of --tls-cert."),
-    tls_ca: Optional[Path] = typer.Option(None, "--tls-ca", help="PEM CA: senders must present a certificate it signed; with --forward-tls, verifies the destination."),
+    tls_ca: Optional[Path] = typer.Option(
+        None, "--tls-ca", help="PEM CA: senders must present a certificate it signed; with --forward-tls, verifies the destination."
+    ),
     forward_tls: bool = typer.Option(False, "--forward-tls", help="Send to the destination over TLS (needs --tls-ca)."),
     verbose: bool = typer.Option(False, "--verbose", help="Also log each denoise and pynetdicom's messages."),
 ) -> None:

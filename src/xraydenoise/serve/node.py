@@ -7,11 +7,15 @@ import signal
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xraydenoise.errors import ConfigError
 
 from .queue import DurableQueue
 from .sender import Destination
+
+if TYPE_CHECKING:  # pragma: no cover
+    import ssl
 
 log = logging.getLogger("xraydenoise.serve")
 
@@ -40,8 +44,8 @@ class Node:
     workers: int = 1
     status_port: int | None = None
     retry_max_wait: float = 30.0
-    server_tls: object = None
-    client_tls: object = None
+    server_tls: ssl.SSLContext | None = None
+    client_tls: ssl.SSLContext | None = None
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
@@ -80,8 +84,8 @@ class Node:
                     server.shutdown()
                     raise _bind_error("the status endpoint", "127.0.0.1", self.status_port, exc) from None
             tls_args = (self.client_tls, self.destination.host) if self.client_tls is not None else None
-            threads = [DenoiseWorker(queue, self.method, self.sigma, {}, wake, ready, self.stop, name=f"denoise-{i}")
-                       for i in range(self.workers)]
+            threads: list[threading.Thread] = [DenoiseWorker(queue, self.method, self.sigma, {}, wake, ready, self.stop, name=f"denoise-{i}")
+                                               for i in range(self.workers)]
             threads.append(Sender(queue, self.destination, self.aet, ready, self.stop, tls_args=tls_args,
                                   max_wait=self.retry_max_wait))
             for thread in threads:

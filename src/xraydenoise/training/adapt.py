@@ -35,10 +35,14 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import ConfigError, XRayDenoiseError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..noise import CorrelatedNoise
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +69,7 @@ class NoisyImage:
 
     name: str
     pixels: np.ndarray
-    noise: object  # CorrelatedNoise (white noise has the one-pixel kernel)
+    noise: CorrelatedNoise  # white noise has the one-pixel kernel
 
     @property
     def std(self) -> float:
@@ -248,6 +252,7 @@ def adapt(
 
     from ..denoisers import NetworkDenoiser
     from ..hardware import resolve_device
+    from ..inference import TorchBackend
     from ..settings import cache_dir
     from ..weights import load_model, read_card, save_weights, shipped_weights
 
@@ -288,6 +293,7 @@ def adapt(
     fingerprint = _fingerprint(images, start, minutes)
     steps, seconds = _fine_tune(model, learn, minutes=minutes, device=device, state_dir=state_dir / fingerprint,
                                 seed=seed, progress=progress)
+    assert isinstance(network.backend, TorchBackend)  # backend="torch"
     network.backend.model = model.to(device).eval()  # score the adapted weights through the same path
     score_after, psnr_after = held_out_score(network, held)
     target_energy = float(np.mean([float(np.mean(i.noise.std_map(_crop(i.pixels, SCORE_CROP)) ** 2)) for i in held])) * (1 + 1 / ALPHA**2)
@@ -425,6 +431,7 @@ class _Bar:
         self.progress = Progress(TextColumn("adapting"), BarColumn(), TextColumn("{task.fields[info]}"),
                                  TimeRemainingColumn(), disable=not enabled, transient=False)
         self.task = self.progress.add_task("adapt", total=budget, info="")
+        self.budget = budget
 
     def __enter__(self):
         self.progress.__enter__()
@@ -434,4 +441,4 @@ class _Bar:
         self.progress.__exit__(*exc)
 
     def update(self, elapsed: float, step: int, loss: float) -> None:
-        self.progress.update(self.task, completed=min(elapsed, self.progress.tasks[0].total), info=f"step {step}, loss {loss:.4f}")
+        self.progress.update(self.task, completed=min(elapsed, self.budget), info=f"step {step}, loss {loss:.4f}")

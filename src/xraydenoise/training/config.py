@@ -302,14 +302,16 @@ def _locate(cls: type[_Section], loc: tuple, raw: Any) -> tuple[str, Any, Any]:
     Sections are walked into; the walk stops at the first plain field, so a bad list item or
     union member names the whole key (``config.data.scales``) with the value given for it.
     """
+    annotation: Any
     where, annotation, value = cls._where, cls, raw
-    model = cls
+    model: type[_Section] | None = cls
     for part in loc:
         if model is None or part not in model.model_fields:
             break
         info = model.model_fields[part]
         where = f"{where}.{part}"
-        annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        args = (info.annotation, *info.metadata)
+        annotation = Annotated[args] if info.metadata else info.annotation
         value = _item(value, part)
         model = info.annotation if isinstance(info.annotation, type) and issubclass(info.annotation, _Section) else None
     return where, annotation, value
@@ -373,7 +375,8 @@ def _bounds(meta: tuple) -> str:
     high = next((("<", m.lt) for m in meta if isinstance(m, Lt)), None) or next((("<=", m.le) for m in meta if isinstance(m, Le)), None)
     if low and high:
         return f" in {'(' if low[0] == '>' else '['}{low[1]}, {high[1]}{')' if high[0] == '<' else ']'}"
-    if low or high:
-        op, bound = low or high
+    pair = low or high
+    if pair:
+        op, bound = pair
         return f" {op} {bound}"
     return ""

@@ -69,7 +69,7 @@ class RandomPatchDataset(Dataset):
     """
 
     def __init__(self, images: list[np.ndarray], *, crop: int, length: int, seed: int,
-                 inherent: list[tuple[float, float]] | None = None) -> None:
+                 inherent: list[tuple[float, float, float, float]] | None = None) -> None:
         if not images:
             raise ValueError("no training images")
         self.images = images

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from ..hardware import cpu_has_bf16
 
 
-def lightning_precision(requested: str, accelerator: str) -> str:
+def lightning_precision(requested: str, accelerator: str) -> Literal["32-true", "bf16-mixed", "16-mixed"]:
     """Map a config's ``precision`` (auto | bf16 | fp32) to a Lightning precision string."""
     if requested == "fp32":
         return "32-true"

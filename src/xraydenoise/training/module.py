@@ -5,9 +5,9 @@ from __future__ import annotations
 import lightning as L
 import torch
 
+from ..data.augmentation import Augment
 from ..models import create_model
 from ..noise import NoiseMix
-from ..data.augmentation import Augment
 from .config import NoiseConfig, TrainConfig
 from .datasets import tell_inherent
 from .losses import combined_loss, psnr_per_image, ssim_per_image
@@ -121,7 +121,7 @@ class DenoiserModule(L.LightningModule):
             period = self.cfg.optim.cosine_steps or self.cfg.max_steps
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(optim, T_max=period, eta_min=self.cfg.optim.lr * 0.01)
             return {"optimizer": optim, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optim, mode="min", factor=self.cfg.optim.plateau_factor, patience=self.cfg.optim.plateau_patience
         )
-        return {"optimizer": optim, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss", "interval": "epoch"}}
+        return {"optimizer": optim, "lr_scheduler": {"scheduler": plateau, "monitor": "val_loss", "interval": "epoch"}}

@@ -273,6 +273,7 @@ class ViewerHandler(BaseHTTPRequestHandler):
 
     server_version = "xraydenoise-view"
     protocol_version = "HTTP/1.1"
+    server: ViewerServer
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
         """Quiet: the terminal shows the URL and errors, not every request."""
@@ -316,7 +317,7 @@ class ViewerHandler(BaseHTTPRequestHandler):
             pass
         except XRayDenoiseError as exc:
             self._error(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc))
-        except Exception as exc:  # one line to the page, never a traceback on the terminal
+        except Exception as exc:  # noqa: BLE001 - one line to the page, never a traceback on the terminal
             self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(exc).__name__}: {exc}")
 
     def _route(self) -> None:
@@ -394,6 +395,6 @@ class ViewerServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
+        host, port = str(self.server_address[0]), self.server_address[1]
         shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{port}/"
