@@ -53,6 +53,11 @@ def test_train_writes_history_curve_weights_and_card(tmp_path):
     rows = history(run)
     assert [int(r["epoch"]) for r in rows] == [0, 1]
     assert int(rows[-1]["step"]) == 6
+    import torch
+
+    # --resume starts from last.ckpt: the latest epoch, whether or not its loss was the best
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 6
+    assert (run / "checkpoints" / "best.ckpt").is_file()
     assert all(float(r["val_psnr"]) > 5 for r in rows)
     assert (run / "learning_curve.png").stat().st_size > 1000
     card = json.loads((run / "model.json").read_text())

@@ -174,10 +174,14 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         log.warning("no checkpoint in %s: starting from scratch", last.parent)
     initialised_from = _initialise(module, cfg) if cfg.init_weights else None
     precision = lightning_precision(cfg.precision, cfg.accelerator)
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_loss", mode="min", save_last=True, save_top_k=1)
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_loss", mode="min", save_top_k=1)
+    # The latest state, every epoch, for --resume. (save_last=True on the callback above copies a
+    # checkpoint only when the monitored loss improves, so a resume would redo every epoch since.)
+    latest = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
     history = History(run_dir)
     callbacks = [
         checkpoint,
+        latest,
         # strict=False: a run whose step or time budget ends inside its first epoch never
         # validated, and must still finish and export its weights.
         EarlyStopping(monitor="val_loss", mode="min", patience=cfg.optim.early_stopping_patience, strict=False),
