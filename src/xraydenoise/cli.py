@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, List, Optional, cast
 import typer
 from rich.console import Console
 
-from .errors import XRayDenoiseError
+from .errors import ConfigError, XRayDenoiseError
 from .inference import MIN_TILE
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -415,6 +415,7 @@ def ship(
     config: List[str] = typer.Option([], "--config", help="The config(s) that made the run, in order; repeat for each stage."),
     white_expert: Optional[Path] = typer.Option(None, "--white-expert", help="Ship a routed network: RUN is the detector-noise expert, this run the white-noise expert."),
     white_config: List[str] = typer.Option([], "--white-config", help="The config(s) that made the white-noise expert, in order."),
+    gate: str = typer.Option("0.1,0.3", "--gate", help="With --white-expert: LOW,HIGH lag-1 autocorrelations: white expert below LOW, detector expert above HIGH, blended between."),
     out: Optional[Path] = typer.Option(None, "--out", help="Destination folder (default: the package's pretrained/ folder)."),
 ) -> None:
     """Package a training run as a shipped model: float16 weights, the completed model card, one joined learning curve."""
@@ -423,8 +424,12 @@ def ship(
     except ImportError as exc:
         fail(f"ship needs the torch extra: pip install 'xraydenoise[torch]' ({exc})")
     try:
+        try:
+            low, high = (float(v) for v in gate.split(","))
+        except ValueError:
+            raise ConfigError(f"--gate must be two numbers LOW,HIGH, got {gate!r}") from None
         target = ship_run(run, out or default_destination(), name, config=config or None,
-                          white_expert=white_expert, white_config=white_config or None)
+                          white_expert=white_expert, white_config=white_config or None, gate=(low, high))
     except XRayDenoiseError as exc:
         fail(str(exc))
     console.print(f"wrote {target}", highlight=False)
