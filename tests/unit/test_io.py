@@ -1157,3 +1157,35 @@ def test_dicom_pixel_spacing_reaches_png_and_an_uncalibrated_file_stays_uncalibr
     assert np.allclose(load_image(save_image(tmp_path / "a.png", image)).pixel_spacing_mm, (0.148, 0.15), rtol=1e-4)
     tifffile.imwrite(tmp_path / "plain.tif", np.zeros((8, 8), np.uint8), resolutionunit="NONE")
     assert load_image(tmp_path / "plain.tif").pixel_spacing_mm is None
+
+
+def test_quiet_reads_from_several_threads_leave_the_library_loggers_as_they_were():
+    """The DICOM node's workers read in threads, and leave their blocks in any order."""
+    import logging
+    import threading
+
+    from xraydenoise.io._quiet import library_messages_to_debug
+
+    pydicom_logger = logging.getLogger("pydicom")
+    before = (pydicom_logger.propagate, list(pydicom_logger.handlers), warnings.showwarning)
+    both_inside, first_left = threading.Barrier(2), threading.Event()
+    seen: list[bool] = []
+
+    def first():  # enters first, leaves first
+        with library_messages_to_debug():
+            both_inside.wait()
+        first_left.set()
+
+    def second():
+        both_inside.wait()  # entered after the first (the barrier is inside the first's block)
+        with library_messages_to_debug():
+            first_left.wait()
+            seen.append(pydicom_logger.propagate)  # still muted for this thread's reads
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert seen == [False]
+    assert (pydicom_logger.propagate, list(pydicom_logger.handlers), warnings.showwarning) == before

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import warnings
 from collections.abc import Iterator
 
@@ -28,28 +29,61 @@ class _ToDebug(logging.Handler):
 def library_messages_to_debug() -> Iterator[None]:
     """Within the block, library warnings and log records become DEBUG records of ours.
 
-    Not thread-safe (``warnings.catch_warnings`` never is); readers run one per process.
+    Safe to enter from several threads at once (the DICOM node's workers): the first one in
+    redirects, the last one out restores, so no thread restores the others' state early or
+    leaves a library logger muted.
 
     Examples
     --------
     >>> with library_messages_to_debug():
     ...     warnings.warn("noisy library")
     """
-    handler = _ToDebug()
-    saved = []
-    for name in _LIBRARY_LOGGERS:
-        logger = logging.getLogger(name)
-        saved.append((logger, logger.propagate))
-        logger.addHandler(handler)
-        logger.propagate = False  # also keeps them from the last-resort stderr handler
-    caught: list[warnings.WarningMessage] = []
+    _enter()
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield
+        yield
     finally:
-        for logger, propagate in saved:
+        _leave()
+
+
+_LOCK = threading.Lock()
+_depth = 0
+_saved: list = []
+
+
+def _show_as_debug(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    LOGGER.debug("%s: %s", category.__name__, message)
+
+
+def _enter() -> None:
+    global _depth
+    with _LOCK:
+        _depth += 1
+        if _depth > 1:
+            return
+        handler = _ToDebug()
+        loggers = []
+        for name in _LIBRARY_LOGGERS:
+            logger = logging.getLogger(name)
+            loggers.append((logger, logger.propagate))
+            logger.addHandler(handler)
+            logger.propagate = False  # also keeps them from the last-resort stderr handler
+        # What warnings.catch_warnings does, once for every thread inside the block.
+        _saved[:] = [handler, loggers, warnings.filters[:], warnings.showwarning]
+        warnings.simplefilter("always")
+        warnings.showwarning = _show_as_debug
+
+
+def _leave() -> None:
+    global _depth
+    with _LOCK:
+        _depth -= 1
+        if _depth > 0:
+            return
+        handler, loggers, filters, showwarning = _saved
+        for logger, propagate in loggers:
             logger.removeHandler(handler)
             logger.propagate = propagate
-        for item in caught:  # also when the read failed: the warning may say why
-            LOGGER.debug("%s: %s", item.category.__name__, item.message)
+        warnings.filters[:] = filters
+        warnings._filters_mutated()  # type: ignore[attr-defined]  # as catch_warnings restores them
+        warnings.showwarning = showwarning
+        _saved.clear()
