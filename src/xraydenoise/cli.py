@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, cast
 
 import typer
-from rich.console import Console
 
 from .errors import ConfigError, XRayDenoiseError
 from .inference import MIN_TILE
+from .terminal import EXIT_BAD_INPUT, console, fail, out
+from .weights import PICKLE_SUFFIXES
 
 if TYPE_CHECKING:  # pragma: no cover
     from .noise import NoiseModel
@@ -27,14 +28,6 @@ app = typer.Typer(
     rich_markup_mode=None,  # help shown as typed: "pg:A:S" is not an emoji code, [x] not a tag
     help="Denoise X-ray radiographs (PNG, TIFF, DICOM) with a pretrained network or classical filters, and measure it.",
 )
-# markup off: messages carry file names and extras like "xraydenoise[bm3d]" that rich would eat as tags
-# emoji off: a file named "scan:ok:.png" is printed as it is
-console = Console(stderr=True, markup=False, highlight=False, emoji=False)
-out = Console(markup=False, highlight=False, emoji=False)
-
-EXIT_BAD_INPUT = 2
-#: Weights formats that are Python pickles (torch.save, Lightning, pickle): never loaded.
-PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
 
 
 def _print_version(value: bool) -> None:
@@ -50,11 +43,6 @@ def _options(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """Denoise X-ray radiographs (PNG, TIFF, DICOM) with a pretrained network or classical filters, and measure it."""
-
-
-def fail(message: str) -> None:
-    console.print(f"error: {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(EXIT_BAD_INPUT)
 
 
 def _sigma(value: Optional[float]) -> Optional[float]:

@@ -136,6 +136,10 @@ def save_weights(model, path: str | Path, card: ModelCard, *, half: bool = False
     return path
 
 
+#: Weights formats that are Python pickles (torch.save, Lightning, pickle): never loaded.
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
+
+
 def _check_not_pickle(path: Path) -> None:
     with path.open("rb") as handle:
         head = handle.read(16)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.resize import resize_long_side
 from ..metrics import psnr
 from ..noise import (
     CorrelatedNoise,
@@ -28,7 +29,6 @@ from ..noise import (
     estimate_noise,
     parse_noise,
 )
-from .runner import resize_long_side
 
 STDS = (2, 5, 10, 25, 50)
 KERNELS = ("white", "gauss:0.5", "gauss:1", "gauss:1.5", "exp:0.7", "exp:1.5")

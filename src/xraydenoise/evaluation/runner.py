@@ -29,6 +29,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..data import GROUP_COLUMNS, Record
+from ..data.resize import resize_long_side
 from ..denoisers import NETWORK_ALIAS_OPTIONS, NETWORK_ALIASES, denoise_with_noise, is_network, split_mode
 from ..errors import ConfigError
 from ..io import load_image
@@ -89,16 +90,6 @@ def prepare_image(record: Record, size: int | None) -> np.ndarray:
     """Load ``record`` as float32 in [0,1], downscaled so its long side is at most ``size``."""
     image = load_image(record.path).to_float()
     return resize_long_side(image, size)
-
-
-def resize_long_side(image: np.ndarray, size: int | None) -> np.ndarray:
-    if size is None or max(image.shape) <= size:
-        return image.astype(np.float32, copy=False)
-    from skimage.transform import resize
-
-    scale = size / max(image.shape)
-    shape = (max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale)))
-    return resize(image, shape, order=3, anti_aliasing=True, preserve_range=True).clip(0, 1).astype(np.float32)
 
 
 @dataclass(frozen=True)

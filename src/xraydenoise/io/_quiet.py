@@ -83,7 +83,7 @@ def _leave() -> None:
         for logger, propagate in loggers:
             logger.removeHandler(handler)
             logger.propagate = propagate
-        warnings.filters[:] = filters
+        warnings.filters = filters
         warnings._filters_mutated()  # type: ignore[attr-defined]  # as catch_warnings restores them
         warnings.showwarning = showwarning
         _saved.clear()

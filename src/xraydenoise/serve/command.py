@@ -1,7 +1,7 @@
 """``xraydenoise serve``: run the DICOM node until SIGTERM or Ctrl-C.
 
-This module is imported by the command line at start-up, so it imports only typer and the
-standard library at the top; pynetdicom, pydicom and the denoisers load when the node starts.
+This module is imported by the command line at start-up, so it imports only typer, rich and
+the standard library at the top; pynetdicom, pydicom and the denoisers load when the node starts.
 """
 
 from __future__ import annotations
@@ -14,13 +14,9 @@ from typing import Optional
 
 import typer
 
-EXIT_BAD_INPUT = 2
+from ..terminal import fail as _fail
+
 log = logging.getLogger("xraydenoise.serve")
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(EXIT_BAD_INPUT)
 
 
 def _configure_logging(verbose: bool) -> None:

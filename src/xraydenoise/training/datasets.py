@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..data import Record
+from ..inference import pad_to
 from ..io import load_image
 
 
@@ -19,20 +20,13 @@ def load_images(records: list[Record]) -> list[np.ndarray]:
 
 def with_scales(images: list[np.ndarray], scales: list[float]) -> list[np.ndarray]:
     """The images plus anti-aliased downscaled copies of each, one per factor below 1."""
-    from ..evaluation.runner import resize_long_side
+    from ..data.resize import resize_long_side
 
     out = []
     for image in images:
         for factor in scales:
             out.append(image if factor >= 1 else resize_long_side(image, max(16, int(round(max(image.shape) * factor)))))
     return out
-
-
-def _pad_to(image: np.ndarray, size: int) -> np.ndarray:
-    pad_h, pad_w = max(0, size - image.shape[0]), max(0, size - image.shape[1])
-    if pad_h or pad_w:
-        image = np.pad(image, ((0, pad_h), (0, pad_w)), mode="reflect" if min(image.shape) > max(pad_h, pad_w) else "edge")
-    return image
 
 
 def inherent_noise(images: list[np.ndarray]) -> list[tuple[float, float, float, float]]:
@@ -85,7 +79,7 @@ class RandomPatchDataset(Dataset):
     def __getitem__(self, index: int):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         which = rng.integers(len(self.images))
-        image = _pad_to(self.images[which], self.crop)
+        image = pad_to(self.images[which], self.crop, self.crop)
         top = rng.integers(image.shape[0] - self.crop + 1)
         left = rng.integers(image.shape[1] - self.crop + 1)
         patch = torch.from_numpy(np.ascontiguousarray(image[top : top + self.crop, left : left + self.crop]))[None]
@@ -118,7 +112,7 @@ def tell_inherent(condition: torch.Tensor, noisy: torch.Tensor, inherent: torch.
 
 
 def center_crop(image: np.ndarray, size: int) -> np.ndarray:
-    image = _pad_to(image, size)
+    image = pad_to(image, size, size)
     top = (image.shape[0] - size) // 2
     left = (image.shape[1] - size) // 2
     return image[top : top + size, left : left + size]

@@ -19,7 +19,7 @@ PREFERRED_ORDER = ("network", "bm3d", "nlm")
 
 
 def _fail(message: str) -> None:
-    from ..cli import fail
+    from ..terminal import fail
 
     fail(message)
 
@@ -59,9 +59,9 @@ def resolve_methods(extra: list[str]) -> tuple[list[str], list[str], int]:
     ``--method``; the first ``--method`` is the one selected at start (default: network).
     Raises ConfigError for an unknown name or a weights file that is missing or a pickle.
     """
-    from ..cli import PICKLE_SUFFIXES
     from ..denoisers import list_methods
     from ..errors import ConfigError
+    from ..weights import PICKLE_SUFFIXES
 
     known = list_methods()
     methods = [m for m in PREFERRED_ORDER if m in known] + [m for m in known if m not in PREFERRED_ORDER]
@@ -102,8 +102,8 @@ def view(
     colour bar, a method switch and the noise estimate. Results are computed on demand and
     kept in memory. Stop with Ctrl-C.
     """
-    from ..cli import EXIT_BAD_INPUT, console, out
     from ..errors import XRayDenoiseError
+    from ..terminal import EXIT_BAD_INPUT, console, out
     from .server import ViewerServer, ViewerState
 
     if not 0 <= port <= 65535:
