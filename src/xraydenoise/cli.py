@@ -278,6 +278,8 @@ def evaluate(
             records = [r for name in ("train", "val", "test") for r in get_split(name)] if split == "all" else get_split(split)
         else:
             everything = read_dataset(data)
+            if not everything:
+                fail(f"{data}: no radiographs found (PNG, TIFF or DICOM, with or without a manifest.csv)")
             records = everything if split == "all" else make_splits(everything)[split]
             if not records:
                 fail(f"{data}: the {split} split of its {len(everything)} image(s) is empty; use --split all")

@@ -228,6 +228,54 @@ def _probe_images() -> list[tuple[np.ndarray, np.ndarray]]:
     return pairs
 
 
+def _onnxruntime_has_cuda() -> bool:
+    """Whether this ONNX Runtime can run on a GPU (``onnxruntime-gpu``); the plain build cannot."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def backend_candidates(weights: str | Path | None = None, device: str = "cpu") -> list[tuple[str, bool]]:
+    """The ``(backend, fast)`` pairs that can run ``weights`` on ``device`` here, fp32 PyTorch first.
+
+    bf16 only on a GPU or a CPU with bf16 instructions; ONNX Runtime only where an export of
+    exactly these weights is at hand and, for a GPU, where this ONNX Runtime has its CUDA provider
+    (the plain build has none, and would fail rather than run on the CPU).
+    """
+    from .hardware import cpu_has_bf16
+
+    try:  # importable, not merely present: a broken or blocked torch is no candidate
+        import torch  # noqa: F401
+
+        has_torch = True
+    except ImportError:
+        has_torch = False
+    candidates: list[tuple[str, bool]] = []
+    if has_torch:
+        candidates.append(("torch", False))
+        if device != "cpu" or cpu_has_bf16():
+            candidates.append(("torch", True))
+    if default_backend(weights) == "onnxruntime" and (device == "cpu" or _onnxruntime_has_cuda()):
+        candidates.append(("onnxruntime", False))
+    return candidates
+
+
+def fastest_matching(results: dict[tuple[str, bool], tuple[float, list[float]]]) -> tuple[str, bool]:
+    """The fastest candidate whose PSNR on every probe is within :data:`MATCH_DB` of fp32 PyTorch's.
+
+    ``results`` maps each candidate to (seconds, PSNR per probe) and holds ``("torch", False)``.
+
+    >>> fastest_matching({("torch", False): (2.0, [40.0]), ("torch", True): (0.5, [39.98]),
+    ...                   ("onnxruntime", False): (0.8, [40.0])})
+    ('onnxruntime', False)
+    """
+    reference = results[("torch", False)][1]
+    matching = [c for c, (_, scores) in results.items() if max(abs(a - b) for a, b in zip(scores, reference)) <= MATCH_DB]
+    return min(matching, key=lambda c: results[c][0])
+
+
 def fastest_backend(weights: str | Path | None = None, *, device: str = "cpu", threads: int | None = None) -> tuple[str, bool]:
     """``(backend, fast)`` of the fastest way to run ``weights`` that matches PyTorch fp32.
 
@@ -241,8 +289,6 @@ def fastest_backend(weights: str | Path | None = None, *, device: str = "cpu", t
     """
     import time
 
-    from .hardware import cpu_has_bf16
-
     key = (str(Path(weights).resolve()) if weights is not None else None, device)
     if key in _FASTEST:
         return _FASTEST[key]
@@ -250,19 +296,7 @@ def fastest_backend(weights: str | Path | None = None, *, device: str = "cpu", t
     if remembered is not None:
         _FASTEST[key] = remembered
         return remembered
-    try:  # importable, not merely present: a broken or blocked torch is no candidate
-        import torch  # noqa: F401
-
-        has_torch = True
-    except ImportError:
-        has_torch = False
-    candidates: list[tuple[str, bool]] = []
-    if has_torch:
-        candidates.append(("torch", False))
-        if device != "cpu" or cpu_has_bf16():
-            candidates.append(("torch", True))
-    if default_backend(weights) == "onnxruntime":
-        candidates.append(("onnxruntime", False))
+    candidates = backend_candidates(weights, device)
     if len(candidates) <= 1:
         _FASTEST[key] = candidates[0] if candidates else ("torch", False)
         return _FASTEST[key]
@@ -283,9 +317,7 @@ def fastest_backend(weights: str | Path | None = None, *, device: str = "cpu", t
             seconds += min(runs)
             scores.append(psnr(clean, np.clip(out, 0, 1)))
         results[(name, fast)] = (seconds, scores)
-    reference = results[("torch", False)][1]
-    matching = [c for c in candidates if max(abs(a - b) for a, b in zip(results[c][1], reference)) <= MATCH_DB]
-    _FASTEST[key] = min(matching, key=lambda c: results[c][0])
+    _FASTEST[key] = fastest_matching(results)
     import logging
 
     logging.getLogger(__name__).debug("backend probe %s: %s -> %s", key, results, _FASTEST[key])

@@ -207,5 +207,12 @@ def test_train_on_a_folder_without_yaml_then_evaluate_all_of_it(tmp_path):
     assert every.returncode == 0, every.stderr
     assert len((tmp_path / "all.csv").read_text().splitlines()) == 1 + 12
     assert empty.returncode in (0, 2)  # a 12-image folder may or may not leave a test split
-    no_images = run_cli("train", "--data", tmp_path / "run", "--out", tmp_path / "run2")
-    assert no_images.returncode == 2 and "Traceback" not in no_images.stderr
+    nothing = tmp_path / "nothing"
+    nothing.mkdir()
+    (nothing / "notes.txt").write_text("no images here")
+    no_images = run_cli("train", "--data", nothing, "--out", tmp_path / "run2")
+    message = f"error: {nothing}: no radiographs found (PNG, TIFF or DICOM, with or without a manifest.csv)"
+    assert no_images.returncode == 2 and no_images.stderr.strip() == message
+    assert not (tmp_path / "run2").exists()  # nothing written for a run that cannot start
+    no_images = run_cli("evaluate", "--data", nothing, "--split", "all", "--methods", "gaussian", "-o", tmp_path / "none.csv")
+    assert no_images.returncode == 2 and no_images.stderr.strip() == message

@@ -355,6 +355,8 @@ def folder_config(data: str | Path, output_dir: str | Path, *, init_weights: str
     folder = Path(data)
     if not folder.is_dir():
         raise ConfigError(f"{folder}: --data must be a folder of radiographs")
+    if not read_dataset(folder):
+        raise ConfigError(f"{folder}: no radiographs found (PNG, TIFF or DICOM, with or without a manifest.csv)")
     start = str(shipped_weights()) if init_weights in (None, "shipped") else str(init_weights)
     card = read_card(start)
     cfg = TrainConfig(
