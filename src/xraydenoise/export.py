@@ -12,13 +12,12 @@ import hashlib
 import io
 import json
 import logging
-import os
 import tempfile
 import warnings
 from pathlib import Path
 
 from .errors import MissingDependencyError, WeightsError
-from .io._atomic import _new_file_mode
+from .io._atomic import atomic_write
 from .settings import cache_dir
 
 
@@ -41,10 +40,8 @@ def export_onnx(weights: str | Path | None, output: str | Path, *, opset: int = 
     if model.uses_noise_map:
         example.append(torch.full((1, model.noise_channels, size, size), 0.1))
         input_names.append("noise_map")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".partial")
-    os.close(fd)
-    try:
+    with tempfile.TemporaryDirectory(prefix="xraydenoise-export-") as scratch:
+        tmp = str(Path(scratch) / "model.onnx")  # the exporter writes a path; the result goes out atomically
         h = torch.export.Dim("height_blocks", min=1, max=8192 // multiple)
         w = torch.export.Dim("width_blocks", min=1, max=8192 // multiple)
         shape = {2: multiple * h, 3: multiple * w}
@@ -78,14 +75,7 @@ def export_onnx(weights: str | Path | None, output: str | Path, *, opset: int = 
         for key, value in meta.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
-        onnx.save(proto, tmp)
-        os.chmod(tmp, _new_file_mode(output))  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, output)
-    except WeightsError:
-        raise
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return output
+    return atomic_write(output, lambda fh: fh.write(proto.SerializeToString()))
 
 
 @contextlib.contextmanager

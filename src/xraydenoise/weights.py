@@ -16,6 +16,7 @@ from typing import Any
 
 from .errors import WeightsError
 from .io._messages import one_line
+from .io._text import read_text_file
 from .settings import PACKAGE_DIR
 
 SHIPPED_DIR = PACKAGE_DIR / "pretrained"
@@ -107,11 +108,12 @@ class ModelCard:
 def read_card(weights: str | Path) -> ModelCard:
     """The model card beside ``weights`` (``NAME.safetensors`` -> ``NAME.json``)."""
     path = card_path(Path(weights))
+    if not path.exists():
+        raise WeightsError(f"{weights}: model card {path.name} not found beside the weights")
+    text = read_text_file(path, "model card", error=WeightsError)
     try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise WeightsError(f"{weights}: model card {path.name} not found beside the weights") from None
-    except (OSError, ValueError) as exc:
+        raw = json.loads(text)
+    except ValueError as exc:
         raise WeightsError(f"{path}: unreadable model card ({one_line(exc)})") from None
     return ModelCard.from_dict(raw, where=str(path))
 

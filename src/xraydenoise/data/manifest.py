@@ -8,11 +8,8 @@ folder of images) into the same records.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
@@ -20,6 +17,8 @@ from typing import Iterable, Mapping, Sequence
 
 from xraydenoise import settings
 from xraydenoise.errors import XRayDenoiseError
+from xraydenoise.io._atomic import atomic_write_text
+from xraydenoise.io._text import read_text_file
 
 #: Columns of ``manifest.csv``, in file order.
 MANIFEST_COLUMNS: tuple[str, ...] = (
@@ -163,10 +162,7 @@ def read_manifest(root: Path | str | None = None) -> list[Record]:
     if not manifest.is_file():
         hint = f" (set ${settings.DATA_ENV} to the data folder)" if root is None else ""
         raise XRayDenoiseError(f"{manifest}: manifest not found{hint}")
-    try:
-        text = manifest.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise XRayDenoiseError(f"{manifest}: cannot read manifest: {exc}") from None
+    text = read_text_file(manifest, "manifest")
 
     records: list[Record] = []
     seen: set[str] = set()
@@ -200,33 +196,15 @@ def read_manifest(root: Path | str | None = None) -> list[Record]:
     return records
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def atomic_write_rows(path: Path | str, rows: Iterable[Sequence[str]]) -> Path:
-    """Write CSV rows to ``path`` via a temporary file in the same folder and ``os.replace``,
-    so readers never see half a file. The file gets the usual permissions (0666 & ~umask),
-    not the 0600 of a temporary file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            csv.writer(handle, lineterminator="\n").writerows(rows)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+    """Write CSV rows to ``path`` through the atomic writer, so readers never see half a file."""
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows(rows)
+    return atomic_write_text(Path(path), text.getvalue())
 
 
 def write_manifest(records: Iterable[Record], path: Path | str) -> Path:
-    """Write records as a manifest CSV, atomically (temporary file then ``os.replace``).
+    """Write records as a manifest CSV, atomically (:func:`atomic_write_rows`).
 
     Columns: :data:`MANIFEST_COLUMNS`, then any extra field names in first-seen order. The
     ``path`` column is each record's ``image_id`` as is, so write the manifest into the

@@ -18,6 +18,7 @@ from typing import Iterator
 
 from xraydenoise.data.manifest import MANIFEST_NAME, Record, age_group, fill_fields, read_manifest
 from xraydenoise.errors import XRayDenoiseError
+from xraydenoise.io._text import read_text_file
 
 log = logging.getLogger(__name__)
 
@@ -134,12 +135,7 @@ def read_nih(root: Path | str) -> list[Record]:
     """
     root = Path(root).expanduser().resolve()
     table = root / NIH_CSV
-    try:
-        text = table.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise XRayDenoiseError(f"{table}: NIH metadata file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise XRayDenoiseError(f"{table}: cannot read: {exc}") from None
+    text = read_text_file(table, "NIH metadata file")
     images = _nih_images(root)
     records: list[Record] = []
     missing = rows = 0

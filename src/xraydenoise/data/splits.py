@@ -30,6 +30,7 @@ import numpy as np
 
 from xraydenoise.data.manifest import Record, atomic_write_rows, read_manifest
 from xraydenoise.errors import ConfigError, XRayDenoiseError
+from xraydenoise.io._text import read_text_file
 
 log = logging.getLogger(__name__)
 
@@ -122,12 +123,7 @@ def write_split_file(splits: Mapping[str, Iterable[Record]], path: Path | str) -
 
 
 def _read_split_rows(path: Path) -> list[dict[str, str]]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise XRayDenoiseError(f"{path}: split file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise XRayDenoiseError(f"{path}: cannot read split file: {exc}") from None
+    text = read_text_file(path, "split file")
     try:
         reader = csv.DictReader(io.StringIO(text, newline=""))
         missing = [c for c in SPLIT_COLUMNS if c not in (reader.fieldnames or ())]

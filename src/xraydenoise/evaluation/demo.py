@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import time
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,11 @@ import numpy as np
 
 from ..denoisers import get_denoiser
 from ..io import load_image, save_image
+from ..io._atomic import atomic_write_text
 from ..metrics import psnr, ssim
 from ..noise import GaussianNoise
 from ..settings import PACKAGE_DIR
+from .figures import save_figure
 
 SAMPLES_DIR = PACKAGE_DIR / "samples"
 #: Fast classical filters shown beside the network (BM3D is optional and slow: see the report).
@@ -65,14 +68,12 @@ def run_demo(out_dir: Path, *, method: str = "network", sigma: float = 25 / 255,
             ax.set_title(f"{label}\n{name}" if label == "clean" else label, fontsize=8)
             ax.axis("off")
     fig.tight_layout()
-    figure = out_dir / "before_after.png"
-    fig.savefig(figure, dpi=90)
-    plt.close(fig)
-
-    with (out_dir / "metrics.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    figure = save_figure(fig, out_dir / "before_after.png", dpi=90)
+    table_text = io.StringIO()
+    writer = csv.DictWriter(table_text, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out_dir / "metrics.csv", table_text.getvalue())
     if console is not None:
         table = Table(title=f"bundled samples, Gaussian noise sigma {sigma * 255:.0f}/255 (classical filters get the true sigma; the network is blind)")
         for column in ("image", "method", "PSNR dB", "SSIM", "seconds"):

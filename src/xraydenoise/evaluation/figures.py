@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import cast
 
 import numpy as np
+
+from ..io._atomic import atomic_write
 
 
 def _plt():
@@ -18,13 +19,12 @@ def _plt():
     return plt
 
 
-def _save(fig, path: Path, dpi: int = 100) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.partial.png")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    _plt().close(fig)
-    os.replace(tmp, path)
-    return path
+def save_figure(fig, path: Path, dpi: int = 100) -> Path:
+    """Write ``fig`` as a PNG through the atomic writer (never half a figure), and close it."""
+    try:
+        return atomic_write(Path(path), lambda fh: fig.savefig(fh, format="png", dpi=dpi, bbox_inches="tight"))
+    finally:
+        _plt().close(fig)
 
 
 def detail_window(image: np.ndarray, size: int) -> tuple[int, int]:
@@ -108,7 +108,7 @@ def example_figure(clean: np.ndarray, noisy: np.ndarray, outputs: dict[str, np.n
             bar.set_ticklabels([f"{t:.2f} ({t * 255:.0f}/255)" for t in ticks], fontsize=8)
     fig.suptitle(title, fontsize=12)
     fig.tight_layout()
-    return _save(fig, path, dpi=110)
+    return save_figure(fig, path, dpi=110)
 
 
 def augmentation_figure(patch: np.ndarray, path: Path) -> Path:
@@ -145,7 +145,7 @@ def augmentation_figure(patch: np.ndarray, path: Path) -> Path:
         ax.set_title(name, fontsize=8)
         ax.axis("off")
     fig.suptitle("augmentation: rotation within ±15°, horizontal/vertical flips, zoom 0.8-1.2 (kornia)", fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def learning_curves_figure(histories: dict[str, list[dict]], path: Path) -> Path:
@@ -168,7 +168,7 @@ def learning_curves_figure(histories: dict[str, list[dict]], path: Path) -> Path
         ax.axis("off")
     fig.suptitle("learning curves: loss = w·MSE + (1-w)·(1-SSIM) per epoch", fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def psnr_vs_sigma_figure(summary: list[dict], sigmas: dict[str, float], path: Path) -> Path:
@@ -190,7 +190,7 @@ def psnr_vs_sigma_figure(summary: list[dict], sigmas: dict[str, float], path: Pa
     ax_s.set_ylabel("mean SSIM")
     ax_s.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _without_zero_frequency(curve: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -225,4 +225,4 @@ def physics_figure(curves: dict[str, dict[str, dict]], path: Path) -> Path:
         ax_mtf.legend(fontsize=8)
         ax_nps.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path, dpi=110)
+    return save_figure(fig, path, dpi=110)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.resize import resize_long_side
+from ..io._atomic import atomic_write_text
 from ..metrics import psnr
 from ..noise import (
     CorrelatedNoise,
@@ -208,8 +209,7 @@ def main(argv: list[str] | None = None) -> None:
     est = estimator_rows(crops)
     bm3d = None if args.skip_bm3d else bm3d_rows(crops)
     text = render(est, bm3d, crops, time.perf_counter() - start)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    atomic_write_text(args.out, text)
     print(text)
 
 

@@ -17,6 +17,7 @@ from annotated_types import Ge, Gt, Le, Lt, MinLen
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import ConfigError
+from ..io._text import read_text_file
 
 # Value types with their ranges; the error messages are written from these annotations.
 NonNegativeInt = Annotated[int, Ge(0)]
@@ -249,11 +250,10 @@ class TrainConfig(_Section):
     @classmethod
     def from_yaml(cls, path: str | Path) -> "TrainConfig":
         path = packaged_config(path)
+        text = read_text_file(path, "config file", error=ConfigError)
         try:
-            raw = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except (OSError, yaml.YAMLError) as exc:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: cannot read config: {str(exc).splitlines()[0]}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: a config must be a mapping of options")
