@@ -246,6 +246,18 @@ def test_float_tiff_in_raw_counts_keeps_its_units(tmp_path):
     assert np.abs(out - clean).mean() < 0.6 * np.abs(noisy - clean).mean()
 
 
+def test_api_denoises_a_float_array_of_raw_counts_in_its_own_units():
+    import xraydenoise
+
+    clean = load_image(CHEST).to_float()[300:428, 300:428].astype(np.float64) * 3000 + 500
+    noisy = clean + np.random.default_rng(1).normal(0, 60, clean.shape)
+    for method in ("nlm", "network"):
+        out = xraydenoise.denoise(noisy, method=method)
+        assert out.shape == noisy.shape and np.isfinite(out).all()
+        assert abs(out.mean() - clean.mean()) < 0.01 * clean.mean(), method  # not a flat white [0, 1] image
+        assert np.abs(out - clean).mean() < 0.6 * np.abs(noisy - clean).mean(), method
+
+
 def test_network_output_does_not_depend_on_the_tile_size(chest_image):
     from xraydenoise.denoisers import NetworkDenoiser
 

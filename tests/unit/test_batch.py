@@ -39,6 +39,22 @@ def test_two_inputs_sharing_an_output_refuse_the_run(tmp_path):
     assert sorted(str(j.target.relative_to(tmp_path / "out")) for j in plan.jobs) == ["a/scan.png", "b/scan.png"]
 
 
+def test_a_glob_over_subfolders_and_two_folders_of_one_layout_refuse_the_run(tmp_path):
+    for folder in ("site1", "site2"):
+        _png(tmp_path / folder / "day1" / "scan.png")
+    # A glob across subfolders names the files one by one: their outputs would share a name.
+    with pytest.raises(OutputCollisionError) as err:
+        plan_jobs([str(tmp_path / "*" / "day1" / "scan.png")], tmp_path / "out")
+    assert len(err.value.lines) == 1 and "is also the output of" in err.value.lines[0]
+    # Two folders of the same layout are each mirrored from their own root: the same collision.
+    with pytest.raises(OutputCollisionError) as err:
+        plan_jobs([str(tmp_path / "site1"), str(tmp_path / "site2")], tmp_path / "out")
+    assert len(err.value.lines) == 1 and "day1/scan.png" in err.value.lines[0]
+    # Their common folder keeps every file apart.
+    plan = plan_jobs([str(tmp_path)], tmp_path / "out")
+    assert sorted(str(j.target.relative_to(tmp_path / "out")) for j in plan.jobs) == ["site1/day1/scan.png", "site2/day1/scan.png"]
+
+
 def test_format_change_that_merges_two_inputs_is_refused(tmp_path):
     _png(tmp_path / "in" / "scan.png")
     _png(tmp_path / "in" / "scan.tif")
