@@ -55,3 +55,17 @@ def test_two_experts_ship_as_one_routed_network_with_its_gate_and_both_cards(tmp
     worse = run_cli("ship", run, "--name", "x", "--white-expert", white, "--gate", "0.5,0.2", "--out", tmp_path / "bad")
     assert worse.returncode == 2 and "gate" in worse.stderr
     assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
+
+
+def test_a_detector_expert_grown_from_the_white_expert_counts_their_shared_training_once(tmp_path):
+    from xraydenoise.training.ship import _routed_totals
+
+    white = tmp_path / "white.safetensors"
+    white_training = {"total_steps": 39082, "total_seconds": 15909.2}
+    grown = {"steps": 40, "seconds": 7.1, "total_steps": 39122, "total_seconds": 15916.3,
+             "initialised_from": {"weights": str(white), "steps": 39082, "seconds": 15909.2}}
+    assert _routed_totals(grown, white_training, white) == (39122, 15916.3)
+    separate = {"steps": 40, "seconds": 7.1}  # trained from scratch: the two add up
+    assert _routed_totals(separate, white_training, white) == (39122, 15916.3)
+    other = dict(grown, initialised_from={"weights": str(tmp_path / "other.safetensors")})
+    assert _routed_totals(other, white_training, white) == (39122 + 39082, round(15916.3 + 15909.2, 1))

@@ -33,6 +33,26 @@ def _completed(card: ModelCard, run_dir: Path, configs: list[str] | None) -> tup
     return card, history
 
 
+def _totals(training: dict) -> tuple[int, float]:
+    return int(training.get("total_steps", training.get("steps", 0))), float(training.get("total_seconds", training.get("seconds", 0)))
+
+
+def _routed_totals(detector: dict, white: dict, white_dir: Path) -> tuple[int, float]:
+    """Steps and seconds that made both experts, the stages they share counted once.
+
+    A detector expert that started from the white expert's weights already counts the white
+    expert's training in its own totals (``initialised_from``).
+    """
+    steps, seconds = _totals(detector)
+    start = detector.get("initialised_from") or {}
+    white_weights = white_dir if white_dir.suffix == ".safetensors" else white_dir / "model.safetensors"
+    shared = bool(start.get("weights")) and Path(start["weights"]).resolve() == white_weights.resolve()
+    if not shared:
+        white_steps, white_seconds = _totals(white)
+        steps, seconds = steps + white_steps, seconds + white_seconds
+    return steps, round(seconds, 1)
+
+
 def _run_model(run_dir: Path):
     weights = run_dir if run_dir.suffix == ".safetensors" else run_dir / "model.safetensors"
     if not weights.is_file():
@@ -70,16 +90,13 @@ def ship_run(run_dir: str | Path, dest_dir: str | Path, name: str, *, config: st
         else:
             white_card, white_history = _completed(white.card, white_dir, white_configs)
         options = {"white": white.card.options, "correlated": model.card.options, "gate": list(gate)}
+        steps, seconds = _routed_totals(card.training, white_card.training, white_dir)
         routed = create_model("routed", **options)
         routed.load_state_dict(compose_state(white.state_dict(), model.state_dict()))
         card = ModelCard(
             name=name, architecture="routed", options=options, parameters=count_parameters(routed), blind=False,
             data=card.data, noise={"white": white_card.noise, "correlated": card.noise},
-            training={"total_steps": int(card.training.get("total_steps", card.training.get("steps", 0)))
-                      + int(white_card.training.get("total_steps", white_card.training.get("steps", 0))),
-                      "total_seconds": float(card.training.get("total_seconds", card.training.get("seconds", 0)))
-                      + float(white_card.training.get("total_seconds", white_card.training.get("seconds", 0))),
-                      "machine": card.training.get("machine")},
+            training={"total_steps": steps, "total_seconds": seconds, "machine": card.training.get("machine")},
             validation={"white": white_card.validation, "correlated": card.validation},
             experts={"white": white_card.to_dict(), "correlated": card.to_dict()},
             config=[*white_configs, *configs] or None,
