@@ -69,8 +69,20 @@ def resolve_device(device: str | None) -> str:
     return f"cuda:{index}"
 
 
+#: Device files a GPU driver makes (NVIDIA, and AMD's ROCm): without any, no library can see a GPU.
+_GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia/version", "/dev/kfd")
+
+
 def gpu_count() -> int:
-    """CUDA devices PyTorch sees, else 1 when ONNX Runtime has its CUDA provider, else 0."""
+    """CUDA devices PyTorch sees, else 1 when ONNX Runtime has its CUDA provider, else 0.
+
+    On a machine without a GPU driver it answers 0 without importing torch, which alone costs
+    about 300 MB of resident memory in a process that then runs ONNX Runtime.
+    """
+    import os
+
+    if not any(os.path.exists(path) for path in _GPU_DEVICE_FILES):
+        return 0
     try:
         import torch
 
