@@ -122,9 +122,9 @@ def test_rerunning_the_report_reproduces_its_numbers(tmp_path):
     a, b = scores(first), scores(second)
     assert len(a) == len(b) > 50
     assert [row[:4] for row in a] == [row[:4] for row in b]
-    # Equal to 100x the report's precision in dB (2 decimals) and 10x in SSIM (4 decimals): BM3D
-    # and oneDNN's multi-threaded reductions differ between processes by up to ~5e-7 dB, and
-    # BM3D's SSIM by up to 1.6e-6 on a loaded machine (measured), while everything is
-    # bit-identical within one process (see the tests above).
-    assert np.allclose([row[4] for row in a], [row[4] for row in b], rtol=0, atol=1e-4), max(abs(x[4] - y[4]) for x, y in zip(a, b))
+    # Equal to 10x the report's precision in dB (2 decimals) and in SSIM (4 decimals): BM3D
+    # and oneDNN's multi-threaded reductions differ between processes, by up to ~5e-7 dB on an
+    # idle machine and 1.6e-4 dB on one running two other jobs (measured), and BM3D's SSIM by up
+    # to 1.6e-6, while everything is bit-identical within one process (see the tests above).
+    assert np.allclose([row[4] for row in a], [row[4] for row in b], rtol=0, atol=1e-3), max(abs(x[4] - y[4]) for x, y in zip(a, b))
     assert np.allclose([row[5] for row in a], [row[5] for row in b], rtol=0, atol=1e-5), max(abs(x[5] - y[5]) for x, y in zip(a, b))

@@ -106,3 +106,15 @@ def test_a_card_keeps_what_a_later_version_added(tmp_path, tiny_weights):
     model = load_model(path)
     save_weights(model, tmp_path / "again.safetensors", model.card)
     assert json.loads((tmp_path / "again.json").read_text())["calibration"] == {"detector": "XYZ-1", "kv": 70}
+
+
+def test_committed_model_cards_carry_no_test_scores():
+    """Test scores belong to the report's data (docs/results/data), not to the weights' cards."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    cards = sorted((root / "src" / "xraydenoise" / "pretrained").glob("*.json")) + sorted((root / "trained").glob("*.json"))
+    assert cards
+    for path in cards:
+        card = read_card(path.with_suffix(".safetensors"))
+        assert "test" not in card.to_dict() and "test" not in json.loads(path.read_text()), path.name
