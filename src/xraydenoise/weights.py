@@ -20,7 +20,7 @@ from .io._text import read_text_file
 from .settings import PACKAGE_DIR
 
 SHIPPED_DIR = PACKAGE_DIR / "pretrained"
-DEFAULT_MODEL = "rdn-xray-blind"
+DEFAULT_MODEL = "rdn-xray"
 
 
 def shipped_weights(name: str = DEFAULT_MODEL) -> Path:

@@ -196,7 +196,7 @@ def test_train_on_a_folder_without_yaml_then_evaluate_all_of_it(tmp_path):
     result = run_cli("train", "--data", folder, "--init-weights", "shipped", "--max-steps", "2", "--out", run, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     config = json.loads((run / "config.json").read_text())
-    assert config["data"]["root"] == str(folder.resolve()) and config["init_weights"].endswith("rdn-xray-blind.safetensors")
+    assert config["data"]["root"] == str(folder.resolve()) and config["init_weights"].endswith("rdn-xray.safetensors")
     (weights,) = list(run.glob("*.safetensors"))
     assert run_cli("denoise", folder / "scan00.png", "-o", tmp_path / "out", "--method", weights).returncode == 0
 

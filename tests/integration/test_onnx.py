@@ -70,7 +70,7 @@ def test_the_shipped_onnx_export_is_of_the_shipped_weights_and_the_default_backe
     from xraydenoise.weights import shipped_onnx, shipped_weights
 
     assert onnx_source_digest(shipped_onnx()) == weights_digest(shipped_weights()), \
-        "re-export: xraydenoise export -o src/xraydenoise/pretrained/rdn-xray-blind.onnx"
+        "re-export: xraydenoise export -o src/xraydenoise/pretrained/rdn-xray.onnx"
     assert default_backend() == "onnxruntime"
     image = load_image(CHEST).to_float()[:200, :300]
     onnx, torch_out = NetworkDenoiser()(image), NetworkDenoiser(backend="torch")(image)
