@@ -131,23 +131,41 @@ def method_from_spec(spec: str) -> Method:
 
 
 class ScoreCache:
-    """Append-only JSON-lines cache of scores; safe to interrupt (a partial last line is ignored)."""
+    """Append-only JSON-lines cache of scores; safe to interrupt (a partial last line is ignored).
+
+    Processes that share the file share their scores as they go: a key not yet known is looked
+    for again among the lines appended since the last read (say, by an ``evaluate`` running beside
+    a report), so no score is computed twice.
+    """
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.rows: dict[str, dict] = {}
         self.hits = 0  # scores served from the cache in this process
         self.misses = 0
-        if path is not None and path.exists():
-            for line in path.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                    self.rows[row["key"]] = row
-                except (ValueError, KeyError):
-                    continue
+        self._read = 0  # bytes of the file read so far (whole lines only)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        if self.path is None or not self.path.exists():
+            return
+        with self.path.open("rb") as handle:
+            handle.seek(self._read)
+            new = handle.read()
+        complete = new[: new.rfind(b"\n") + 1]  # a line still being written is read next time
+        self._read += len(complete)
+        for line in complete.decode("utf-8", "replace").splitlines():
+            try:
+                row = json.loads(line)
+                self.rows[row["key"]] = row
+            except (ValueError, KeyError, TypeError):
+                continue
 
     def get(self, key: str) -> dict | None:
         row = self.rows.get(key)
+        if row is None:
+            self._refresh()
+            row = self.rows.get(key)
         if row is None:
             self.misses += 1
         else:
