@@ -293,7 +293,7 @@ def fastest_backend(weights: str | Path | None = None, *, device: str = "cpu", t
     if key in _FASTEST:
         return _FASTEST[key]
     remembered = _remembered_choice(weights, device)
-    if remembered is not None:
+    if remembered is not None and _still_available(remembered, weights):
         _FASTEST[key] = remembered
         return remembered
     candidates = backend_candidates(weights, device)
@@ -323,6 +323,19 @@ def fastest_backend(weights: str | Path | None = None, *, device: str = "cpu", t
     logging.getLogger(__name__).debug("backend probe %s: %s -> %s", key, results, _FASTEST[key])
     _remember_choice(weights, device, _FASTEST[key], results)
     return _FASTEST[key]
+
+
+def _still_available(choice: tuple[str, bool], weights: str | Path | None) -> bool:
+    """Whether a remembered choice can still run here: torch importable (it may have been removed
+    or blocked since), or an ONNX export of these weights at hand. Checked without importing torch
+    for an ONNX Runtime choice, which would cost that path 300 MB."""
+    if choice[0] == "torch":
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            return False
+        return True
+    return default_backend(weights) == "onnxruntime"
 
 
 def _choice_key(weights: str | Path | None, device: str) -> str:

@@ -47,3 +47,22 @@ def test_auto_probes_once_and_later_processes_reuse_the_choice(tmp_path, monkeyp
     monkeypatch.setattr(denoisers, "_FASTEST", {})  # a new process: only the cache folder remembers
     monkeypatch.setattr(denoisers, "_probe_images", lambda: pytest.fail("probed again"))
     assert denoisers.fastest_backend() == choice
+
+
+def test_a_remembered_choice_that_can_no_longer_run_is_not_taken(tmp_path, monkeypatch):
+    # An earlier process remembered PyTorch; torch has since been removed (or is blocked).
+    monkeypatch.setenv("XRAYDENOISE_CACHE", str(tmp_path))
+    monkeypatch.setattr(denoisers, "_FASTEST", {})
+    monkeypatch.setattr(denoisers, "_remembered_choice", lambda weights, device: ("torch", False))
+    monkeypatch.setattr(denoisers, "backend_candidates", lambda weights=None, device="cpu": [("onnxruntime", False)])
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked for this test")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    assert denoisers.fastest_backend() == ("onnxruntime", False)
