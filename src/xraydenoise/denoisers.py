@@ -52,7 +52,9 @@ class NetworkDenoiser:
     device : ``"auto"`` (the first GPU if there is one), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     tile : tile side in pixels; None chooses it from the image and the free memory. The output
         does not depend on it (see :func:`~xraydenoise.inference.tile_inference`).
-    margin : context around each tile's core, at least the network's receptive-field radius.
+    margin : context around each tile's core; None (default) takes the network's receptive-field
+        radius from its card (:func:`~xraydenoise.models.receptive_radius`), or 128 px for a
+        foreign ONNX graph. Smaller than that radius, tiles would show seams.
     fast : PyTorch only: bf16 autocast and channels-last where the CPU has bf16 instructions.
     ensemble : average the outputs for the 8 rotations and flips of the image (8x the time).
 
@@ -70,13 +72,13 @@ class NetworkDenoiser:
         backend: str = "auto",
         device: str = "auto",
         tile: int | None = None,
-        margin: int = DEFAULT_MARGIN,
+        margin: int | None = None,
         threads: int | None = None,
         fast: bool = False,
         ensemble: bool = False,
     ) -> None:
-        if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile <= 2 * margin):
-            raise ConfigError(f"tile must be an integer above twice the margin ({2 * margin}), got {tile!r}")
+        if margin is not None and (isinstance(margin, bool) or not isinstance(margin, int) or margin < 0):
+            raise ConfigError(f"margin must be a whole number of pixels, 0 or more, got {margin!r}")
         from .hardware import resolve_device
 
         self.device = resolve_device(device)
@@ -108,6 +110,13 @@ class NetworkDenoiser:
         else:
             raise ConfigError(f"unknown backend {backend!r}; use auto, torch or onnxruntime")
         self.backend_name = backend
+        if margin is None:
+            from .models import receptive_radius
+
+            radius = receptive_radius(self.card.architecture, self.card.options)
+            margin = DEFAULT_MARGIN if radius is None else radius
+        if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile <= 2 * margin):
+            raise ConfigError(f"tile must be an integer above twice the margin ({2 * margin}), got {tile!r}")
         self.tile = tile
         self.margin = margin
         self.ensemble = ensemble

@@ -18,9 +18,9 @@ from .errors import MissingDependencyError, WeightsError
 
 #: Tiles are at most this many pixels per side unless asked otherwise.
 DEFAULT_TILE = 1024
-#: Context kept around each tile's core. The shipped RDN's receptive field reaches 55 pixels
-#: from the output pixel (27 convolutions at half resolution); 128 covers it with room for
-#: deeper models, so tiled output equals whole-image output (see tile_inference).
+#: Context kept around each tile's core when the network's receptive field is not known (a
+#: foreign ONNX graph); networks of this package use their own radius (models.receptive_radius:
+#: 55 px for the shipped RDNs), so tiled output equals whole-image output (see tile_inference).
 DEFAULT_MARGIN = 128
 #: Smallest tile that leaves a useful core inside two default margins.
 MIN_TILE = 2 * DEFAULT_MARGIN + 128

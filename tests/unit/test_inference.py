@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from tests.conftest import require
-from xraydenoise.inference import TorchBackend, choose_tile_size, pad_to, tile_inference
+from xraydenoise.inference import DEFAULT_MARGIN, TorchBackend, choose_tile_size, pad_to, tile_inference
+from xraydenoise.models import receptive_radius
 from xraydenoise.weights import load_model
 
 
@@ -111,3 +112,18 @@ def test_onnx_metadata_of_the_wrong_kind_is_one_line(told_weights, tmp_path, key
     with pytest.raises(WeightsError, match=message) as info:
         OnnxBackend(path)
     assert "\n" not in str(info.value)
+
+
+def test_the_default_margin_is_the_networks_receptive_radius_and_tiles_still_match_the_whole_image(told_weights, chest_image):
+    from xraydenoise.denoisers import NetworkDenoiser
+    from xraydenoise.noise import parse_noise
+
+    image = parse_noise("10@gauss:1").sample(np.ascontiguousarray(chest_image[:300, :260]), seed=0)
+    whole = NetworkDenoiser(told_weights, backend="torch")
+    assert whole.margin == receptive_radius("rdn", whole.card.options) < DEFAULT_MARGIN
+    tiled = NetworkDenoiser(told_weights, backend="torch", tile=2 * whole.margin + 8)
+    assert tiled.margin == whole.margin
+    assert np.abs(whole(image, parse_noise("10@gauss:1")) - tiled(image, parse_noise("10@gauss:1"))).max() < 1e-5
+    # With a third of that context the tiles do differ (test_models checks the radius is tight).
+    narrow = NetworkDenoiser(told_weights, backend="torch", tile=2 * whole.margin + 8, margin=whole.margin // 3)
+    assert np.abs(whole(image, parse_noise("10@gauss:1")) - narrow(image, parse_noise("10@gauss:1"))).max() > 1e-5

@@ -156,3 +156,41 @@ def test_a_routed_network_takes_each_expert_by_the_noise_correlation_and_blends_
         create_model("routed", white=ROUTED["white"], correlated=ROUTED["white"])
     with pytest.raises(ConfigError, match="gate"):
         create_model("routed", **dict(ROUTED, gate=[0.4, 0.2]))
+
+
+def _probed_radius(model, size: int) -> int:
+    """Farthest output pixel (Chebyshev distance) that one changed input pixel moves, in float64."""
+    torch.manual_seed(0)
+    model = model.double().eval()
+    channels = model.noise_channels
+    x = torch.rand(1, 1, size, size, dtype=torch.float64)
+    condition = torch.rand(1, channels, size, size, dtype=torch.float64) if channels else None
+    if condition is not None and channels == 3:
+        condition[:, 1:] = 0.5  # a routed pair then runs both experts
+    moved = x.clone()
+    moved[..., size // 2, size // 2] += 0.5
+    with torch.no_grad():
+        before = model(x) if condition is None else model(x, condition)
+        after = model(moved) if condition is None else model(moved, condition)
+    rows, cols = torch.nonzero((before - after)[0, 0] != 0, as_tuple=True)
+    return int(max((rows - size // 2).abs().max(), (cols - size // 2).abs().max()))
+
+
+ROUTED_SMALL = {"white": {**SMALL["rdn"], "blocks": 1},
+                "correlated": {**SMALL["rdn"], "noise_map": True, "correlation": True}}
+
+
+@pytest.mark.parametrize(("name", "options"), [
+    ("dncnn", SMALL["dncnn"]), ("rdn", SMALL["rdn"]), ("rdn", {**SMALL["rdn"], "pixel_unshuffle": False}),
+    ("unet", SMALL["unet"]), ("unet", {"base_channels": 8, "levels": 2, "blocks_per_level": 2, "pixel_unshuffle": False}),
+    ("routed", ROUTED_SMALL)])
+def test_the_receptive_radius_worked_out_from_the_options_is_what_a_one_pixel_probe_reaches(name, options):
+    from xraydenoise.models import receptive_radius
+
+    radius = receptive_radius(name, options)
+    probed = _probed_radius(create_model(name, **options), 2 * radius + 49)
+    # Never less than the probe (tiles would show seams); exact for plain convolution stacks,
+    # an upper bound within 15 % where pooling and upsampling shift the grid (the U-Net).
+    assert probed <= radius <= (probed if name != "unet" else 1.15 * probed)
+    assert receptive_radius("rdn", {"blocks": 6, "layers_per_block": 4}) == 55  # the shipped experts
+    assert receptive_radius("no-such-family", {}) is None and receptive_radius("routed", {}) is None
