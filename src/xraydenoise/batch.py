@@ -15,6 +15,7 @@ killer) fails only the file it was working on, after one retry.
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import os
 import signal
@@ -304,10 +305,38 @@ def _raise_init_error() -> None:
 
 
 def _method_label(method: str) -> str:
-    """How an output names the method: a weights file by its file name (never the full path,
-    which may hold private folder names), in ASCII so every format's text fields take it."""
-    label = Path(method).name if Path(method).suffix.lower() in (".safetensors", ".onnx") else method
+    """How an output names the method: a network with the first 12 hex digits of its weights'
+    SHA-256 (DICOM's derived UIDs are made from this label, so two different weights files of
+    one name, or two versions of the shipped model, never give the same UIDs), a weights file by
+    its file name (never the full path, which may hold private folder names), in ASCII so
+    every format's text fields take it."""
+    from .denoisers import NETWORK_ALIASES
+
+    if method in NETWORK_ALIASES or Path(method).suffix.lower() in (".safetensors", ".onnx"):
+        from .weights import shipped_weights
+
+        path = Path(NETWORK_ALIASES.get(method) or shipped_weights()) if method in NETWORK_ALIASES else Path(method)
+        label = f"{method if method in NETWORK_ALIASES else path.name}@{_file_digest(path)[:12]}"
+    else:
+        label = method
     return label.encode("ascii", "backslashreplace").decode("ascii")
+
+
+@functools.lru_cache(maxsize=16)
+def _digest_of(path: str, size: int, mtime_ns: int) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    """SHA-256 of a file, read once per process while the file is unchanged."""
+    stat = path.stat()
+    return _digest_of(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
 
 
 def process_one(job: Job, method: str, sigma: float | NoiseModel | None, options: dict) -> str | None:

@@ -145,3 +145,28 @@ def test_atomic_write_holds_no_descriptor_after_it_returns(tmp_path):
         atomic_write(tmp_path / f"f{i}.bin", lambda fh: fh.write(b"ok"))
     after = len(os.listdir("/proc/self/fd")) if Path("/proc/self/fd").exists() else 0
     assert after <= before + 1
+
+
+def test_outputs_name_a_network_by_its_weights_content_so_derived_dicom_uids_differ(tmp_path):
+    """Two weights files of one name (a retrained model, another site's adaptation) must not give
+    the same derived series and instance UIDs: a PACS would take one for the other."""
+    import shutil
+
+    from xraydenoise.batch import _method_label
+    from xraydenoise.io.dicom import derived_uid
+    from xraydenoise.weights import shipped_weights
+
+    first, second = tmp_path / "a" / "model.safetensors", tmp_path / "b" / "model.safetensors"
+    for path, content in ((first, b"weights one"), (second, b"weights two")):
+        path.parent.mkdir()
+        path.write_bytes(content)
+    labels = _method_label(str(first)), _method_label(str(second))
+    assert labels[0] != labels[1] and all(label.startswith("model.safetensors@") for label in labels)
+    assert str(tmp_path) not in labels[0]  # never the folders
+    assert derived_uid("1.2.3", labels[0], "series") != derived_uid("1.2.3", labels[1], "series")
+    # the same content under another folder is the same method
+    shutil.copy(first, tmp_path / "model.safetensors")
+    assert _method_label(str(tmp_path / "model.safetensors")) == labels[0]
+    # the shipped model by its alias carries its digest too; a classical filter is its name
+    assert _method_label("network").startswith("network@") and _method_label("network")[8:] in _method_label(str(shipped_weights()))
+    assert _method_label("bm3d") == "bm3d"
