@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     white = load_model(args.white).eval() if args.white else None
     records = get_split("val")[: args.limit]
     torch.set_grad_enabled(False)
+    levels: dict = {}  # (noise, image) -> mean estimated noise std
     outputs = {}  # (noise, image) -> (lag-1 estimate, white expert output, detector expert output, clean)
     for spec in NOISES:
         model = parse_noise(spec)
@@ -73,9 +74,11 @@ def main(argv: list[str] | None = None) -> int:
             condition = torch.from_numpy(noise_condition(noisy, told, correlation=True))[None]
             x = torch.from_numpy(np.ascontiguousarray(noisy))[None, None]
             lag1 = float(condition[:, 1].mean())
+            level = float(condition[:, 0].mean())
             w_out = (white(x, condition[:, :1]) if white is not None and white.noise_channels else
                      white(x) if white is not None else routed.core._run_white(x, condition))
             d_out = core.correlated(x, condition)
+            levels[(spec, record.image_id)] = level
             outputs[(spec, record.image_id)] = (lag1, w_out[0, 0].numpy().astype(np.float64), d_out[0, 0].numpy().astype(np.float64), clean.astype(np.float64))
         print(f"denoised {spec}", flush=True)
     table = []
@@ -100,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     for row in table[:8]:
         print(row["gate"], "worst", row["worst"], {s: row[f"{s} vs best expert"] for s in NOISES})
     if args.out:
-        args.out.write_text(json.dumps(table, indent=1) + "\n")
+        per_image = [{"noise": spec, "image": image, "lag1": round(lag1, 4), "std": round(levels[(spec, image)], 5),
+                      "psnr_white": round(_psnr(w_out, clean), 3), "psnr_detector": round(_psnr(d_out, clean), 3)}
+                     for (spec, image), (lag1, w_out, d_out, clean) in outputs.items()]
+        args.out.write_text(json.dumps({"gates": table, "per_image": per_image}, indent=1) + "\n")
     return 0
 
 

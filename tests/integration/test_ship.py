@@ -69,3 +69,8 @@ def test_a_detector_expert_grown_from_the_white_expert_counts_their_shared_train
     assert _routed_totals(separate, white_training, white) == (39122, 15916.3)
     other = dict(grown, initialised_from={"weights": str(tmp_path / "other.safetensors")})
     assert _routed_totals(other, white_training, white) == (39122 + 39082, round(15916.3 + 15909.2, 1))
+    # both experts grown from one network (the shipped pair): that network's training counts once
+    base = {"weights": str(tmp_path / "base.safetensors"), "steps": 39082, "seconds": 15909.2}
+    white_grown = {"steps": 8000, "seconds": 3852.0, "total_steps": 47082, "total_seconds": 19761.2, "initialised_from": base}
+    detector_grown = {"steps": 6000, "seconds": 2353.2, "total_steps": 45082, "total_seconds": 18262.4, "initialised_from": base}
+    assert _routed_totals(detector_grown, white_grown, tmp_path / "white-run") == (39082 + 8000 + 6000, round(15909.2 + 3852.0 + 2353.2, 1))

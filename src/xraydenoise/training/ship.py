@@ -41,15 +41,19 @@ def _routed_totals(detector: dict, white: dict, white_dir: Path) -> tuple[int, f
     """Steps and seconds that made both experts, the stages they share counted once.
 
     A detector expert that started from the white expert's weights already counts the white
-    expert's training in its own totals (``initialised_from``).
+    expert's training in its own totals (``initialised_from``); two experts that started from
+    the same weights count those weights' training once.
     """
     steps, seconds = _totals(detector)
     start = detector.get("initialised_from") or {}
+    white_start = white.get("initialised_from") or {}
     white_weights = white_dir if white_dir.suffix == ".safetensors" else white_dir / "model.safetensors"
     shared = bool(start.get("weights")) and Path(start["weights"]).resolve() == white_weights.resolve()
     if not shared:
         white_steps, white_seconds = _totals(white)
         steps, seconds = steps + white_steps, seconds + white_seconds
+        if start.get("weights") and Path(start["weights"]).resolve() == Path(white_start.get("weights", "")).resolve():
+            steps, seconds = steps - int(start.get("steps", 0)), seconds - float(start.get("seconds", 0.0))
     return steps, round(seconds, 1)
 
 
