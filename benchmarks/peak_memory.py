@@ -87,7 +87,6 @@ def measure(image: Path, weights: Path, out: Path) -> dict:
 
     from xraydenoise.batch import Job, process_one
     from xraydenoise.denoisers import fastest_backend, get_denoiser
-    from xraydenoise.inference import choose_tile_size
 
     after_imports = current_rss_mib()
     # The CLI's default: the backend auto picks (cached per machine, so a run that follows the
@@ -95,12 +94,12 @@ def measure(image: Path, weights: Path, out: Path) -> dict:
     # cache, so loading it first only splits the model's share from the image's.
     method, options = str(weights), {}
     backend = fastest_backend(weights)
-    get_denoiser(method, **options)
+    denoiser = get_denoiser(method, **options)
     after_model = current_rss_mib()
 
     with PILImage.open(image) as header:  # reads the header only, not the pixels
         width, height = header.size
-    tile = choose_tile_size(height, width)  # what the default selection picks right now
+    tile = denoiser.auto_tile(height, width)  # what the default selection picks right now
     start = time.perf_counter()
     out.unlink(missing_ok=True)
     note = process_one(Job(image, out), method, None, options)  # raises on failure; a note on DICOM syntax only

@@ -65,7 +65,7 @@ from rich.table import Table
 from xraydenoise.classical import CLASSICAL_METHODS
 from xraydenoise.errors import MissingDependencyError
 from xraydenoise.hardware import cpu_has_bf16, machine_description
-from xraydenoise.inference import choose_tile_size, default_threads
+from xraydenoise.inference import default_threads
 from xraydenoise.io import load_image
 from xraydenoise.noise import GaussianNoise
 from xraydenoise.settings import PACKAGE_DIR, PROJECT_ROOT
@@ -124,6 +124,7 @@ class Method:
     kind: str  # "classical" or "network"
     fn: Callable[[np.ndarray, "float | None"], np.ndarray]
     settings: str = ""
+    tile: Callable[[int, int], int] | None = None  # a network's automatic tile side for an image
 
 
 @dataclass
@@ -238,11 +239,11 @@ def network_methods(weights: Path, onnx_path: Path, threads: int) -> list[Method
     fast_settings = ("bf16 autocast" if fast.backend.bf16 else "fp32") + " + channels_last"
     chosen, bf16 = fastest_backend(weights)
     return [
-        Method("net-torch-fp32", "network", _blind(eager), "PyTorch eager, fp32"),
-        Method("net-torch-fast", "network", _blind(fast), f"PyTorch eager, {fast_settings}"),
-        Method("net-onnxruntime", "network", _blind(onnx), "ONNX Runtime, fp32, CPUExecutionProvider"),
+        Method("net-torch-fp32", "network", _blind(eager), "PyTorch eager, fp32", eager.auto_tile),
+        Method("net-torch-fast", "network", _blind(fast), f"PyTorch eager, {fast_settings}", fast.auto_tile),
+        Method("net-onnxruntime", "network", _blind(onnx), "ONNX Runtime, fp32, CPUExecutionProvider", onnx.auto_tile),
         Method("net-default", "network", _blind(default),
-               f"the default path (backend auto: {chosen}{' bf16' if bf16 else ''}, within 0.01 dB of fp32)"),
+               f"the default path (backend auto: {chosen}{' bf16' if bf16 else ''}, within 0.01 dB of fp32)", default.auto_tile),
     ]
 
 
@@ -295,7 +296,7 @@ def run_speed(methods: list[Method], plan: Plan, progress: Progress) -> tuple[li
                 progress.update(task, description=f"{method.key} {size}x{size} run {run + 1}/{runs}")
                 times += time_calls(method.fn, noisy, 1)
                 progress.advance(task)
-            tile = choose_tile_size(size, size) if method.kind == "network" else None
+            tile = method.tile(size, size) if method.tile is not None else None
             results.append(Measurement(method.key, method.kind, size, tile, times))
     return results, skipped
 

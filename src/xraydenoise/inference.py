@@ -31,6 +31,8 @@ class Backend(Protocol):
     uses_noise_map: bool
     #: Condition channels the network takes: 0 (blind), 1 (std map), 3 (std map + correlation).
     noise_channels: int
+    #: Bytes of activations a tile may take when the tile size is chosen automatically.
+    tile_memory_budget: int
 
     def run(self, image: np.ndarray, noise_map: np.ndarray | None = None) -> np.ndarray: ...
 
@@ -65,6 +67,11 @@ def _as_condition(noise_map: np.ndarray) -> np.ndarray:
 class TorchBackend:
     """Eager PyTorch on the CPU (or a GPU when asked), fp32 by default."""
 
+    #: Activation memory a tile may take: PyTorch's runtime holds about 150 MiB more than ONNX
+    #: Runtime's, so its tiles get that much less, and a 4096x4096 16-bit radiograph still goes
+    #: through in under 1 GiB whichever backend the default path picked (``make bench``).
+    tile_memory_budget = 352 * 1024**2
+
     def __init__(self, model, *, device: str = "cpu", bf16: bool = False, channels_last: bool = False) -> None:
         import torch
 
@@ -95,6 +102,8 @@ class TorchBackend:
 
 class OnnxBackend:
     """ONNX Runtime; needs neither torch nor PyTorch-format weights at run time."""
+
+    tile_memory_budget = 512 * 1024**2  # see TorchBackend.tile_memory_budget
 
     def __init__(self, path: str | Path, *, threads: int | None = None, device: str = "cpu") -> None:
         try:
@@ -157,17 +166,18 @@ def _card_from_meta(meta: dict, path: Path):
         return ModelCard(name=str(meta.get("name", path.stem)), architecture="onnx")
 
 
-#: Activation memory a tile may take by default: with the image, the model and the libraries, a
-#: 4096x4096 16-bit radiograph is denoised in under 1 GiB (``make bench`` measures the peak).
-TILE_MEMORY_BUDGET = 512 * 1024**2
+#: Activation memory a tile may take by default (each backend sets its own, see
+#: TorchBackend.tile_memory_budget): with the image, the model and the libraries, a 4096x4096
+#: 16-bit radiograph is denoised in under 1 GiB (``make bench`` measures the peak).
+TILE_MEMORY_BUDGET = OnnxBackend.tile_memory_budget
 
 
 def choose_tile_size(height: int, width: int, *, bytes_per_pixel: int = 800, memory_budget: int | None = None) -> int:
     """Largest tile side whose activations fit the memory budget (default: 512 MiB, or a quarter of free RAM if less).
 
     ``bytes_per_pixel`` is a measured upper bound of the peak activation memory per input pixel
-    of the shipped network in fp32 inference (several feature maps alive at once): about 750
-    with ONNX Runtime, less with PyTorch.
+    of the shipped network in fp32 inference (several feature maps alive at once): about 600-750
+    with ONNX Runtime, 690 with PyTorch.
     """
     if memory_budget is None:
         memory_budget = min(TILE_MEMORY_BUDGET, _available_memory() // 4)

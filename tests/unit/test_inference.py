@@ -127,3 +127,18 @@ def test_the_default_margin_is_the_networks_receptive_radius_and_tiles_still_mat
     # With a third of that context the tiles do differ (test_models checks the radius is tight).
     narrow = NetworkDenoiser(told_weights, backend="torch", tile=2 * whole.margin + 8, margin=whole.margin // 3)
     assert np.abs(whole(image, parse_noise("10@gauss:1")) - narrow(image, parse_noise("10@gauss:1"))).max() > 1e-5
+
+
+def test_each_backend_sizes_its_automatic_tiles_to_its_own_memory_budget(told_weights):
+    """PyTorch's runtime takes more memory than ONNX Runtime's, so its tiles get less: a 4096 px
+    radiograph stays under 1 GiB whichever backend the default path picked (make bench)."""
+    from xraydenoise.denoisers import NetworkDenoiser
+    from xraydenoise.inference import TILE_MEMORY_BUDGET, OnnxBackend, _available_memory
+
+    network = NetworkDenoiser(told_weights, backend="torch")
+    assert TorchBackend.tile_memory_budget < OnnxBackend.tile_memory_budget == TILE_MEMORY_BUDGET
+    budget = min(TorchBackend.tile_memory_budget, _available_memory() // 4)
+    assert network.auto_tile(4096, 4096) == choose_tile_size(4096, 4096, memory_budget=budget)
+    if _available_memory() // 4 >= TILE_MEMORY_BUDGET:  # where free memory does not set the size anyway
+        assert network.auto_tile(4096, 4096) < choose_tile_size(4096, 4096)
+    assert network.auto_tile(300, 200) == 300  # a small image is run whole
