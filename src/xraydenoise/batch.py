@@ -311,12 +311,12 @@ def _method_label(method: str) -> str:
     its file name (never the full path, which may hold private folder names), in ASCII so
     every format's text fields take it."""
     from .denoisers import NETWORK_ALIASES
+    from .weights import shipped_weights
 
-    if method in NETWORK_ALIASES or Path(method).suffix.lower() in (".safetensors", ".onnx"):
-        from .weights import shipped_weights
-
-        path = Path(NETWORK_ALIASES.get(method) or shipped_weights()) if method in NETWORK_ALIASES else Path(method)
-        label = f"{method if method in NETWORK_ALIASES else path.name}@{_file_digest(path)[:12]}"
+    if method in NETWORK_ALIASES:
+        label = f"{method}@{_file_digest(Path(NETWORK_ALIASES[method] or shipped_weights()))[:12]}"
+    elif Path(method).suffix.lower() in (".safetensors", ".onnx"):
+        label = f"{Path(method).name}@{_file_digest(Path(method))[:12]}"
     else:
         label = method
     return label.encode("ascii", "backslashreplace").decode("ascii")
