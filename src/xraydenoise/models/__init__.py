@@ -67,8 +67,8 @@ def receptive_radius(architecture: str, options: dict) -> int | None:
     """
     try:
         if architecture == "routed":
-            radii = [receptive_radius("rdn", options[expert]) for expert in ("white", "correlated")]
-            return None if None in radii else max(r for r in radii if r is not None)
+            white, correlated = (receptive_radius("rdn", options[expert]) for expert in ("white", "correlated"))
+            return None if white is None or correlated is None else max(white, correlated)
         if architecture == "dncnn":
             return int(options.get("depth", 17))  # 3x3 convolutions at full resolution
         fold = 2 if options.get("pixel_unshuffle", True) else 1
