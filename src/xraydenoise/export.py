@@ -61,6 +61,7 @@ def export_onnx(weights: str | Path | None, output: str | Path, *, opset: int = 
         assert program is not None  # dynamo=True returns the program
         program.save(tmp)
         proto = onnx.load(tmp)
+        _move_weights_into_branches(proto.graph)
         card = model.card
         meta = {
             "name": card.name,
@@ -76,6 +77,36 @@ def export_onnx(weights: str | Path | None, output: str | Path, *, opset: int = 
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
     return atomic_write(output, lambda fh: fh.write(proto.SerializeToString()))
+
+
+def _move_weights_into_branches(graph) -> None:
+    """Give each branch of an If node (a routed network's experts) its own copy of its weights.
+
+    The exporter keeps every weight in the main graph, and a branch reads its weights from the
+    outer scope. ONNX Runtime's fastest convolution path on x86 (the NCHWc layout transform)
+    only rewrites a convolution whose weights are initializers of its own graph, so it left the
+    experts on a plain path: the routed graph ran 1.7x slower than one expert exported alone
+    (0.35 vs 0.21 s at 512x512, one thread). With the weights in the branches it runs as fast;
+    a weight that two branches use (the blend of both experts) is stored in each.
+    """
+    import onnx
+
+    weights = {initializer.name: initializer for initializer in graph.initializer}
+
+    def localise(branch) -> None:
+        for node in branch.node:
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.GRAPH:
+                    own = {initializer.name for initializer in attribute.g.initializer}
+                    used = {name for inner in attribute.g.node for name in inner.input}
+                    attribute.g.initializer.extend(weights[name] for name in sorted(used - own) if name in weights)
+                    localise(attribute.g)
+
+    localise(graph)
+    used_by_main = {name for node in graph.node for name in node.input} | {output.name for output in graph.output}
+    kept = [initializer for initializer in graph.initializer if initializer.name in used_by_main]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
 
 
 @contextlib.contextmanager

@@ -107,10 +107,28 @@ def test_a_routed_network_exports_with_branches_and_onnx_runtime_matches_pytorch
     result = run_cli("export", "--weights", tiny_routed, "-o", out)
     assert result.returncode == 0, result.stderr
     # Each expert sits in a branch of an If node, so ONNX Runtime runs only the one the noise picks.
-    assert "If" in {node.op_type for node in onnx.load(str(out)).graph.node}
+    graph = onnx.load(str(out)).graph
+    assert "If" in {node.op_type for node in graph.node}
+    # ... and each branch holds its own convolution weights, so that ONNX Runtime's fast
+    # (NCHWc) convolutions apply inside it: it skips a convolution whose weights come from outside.
+    branch_convs = _branch_convolutions(graph)
+    assert branch_convs and all(weight in local for weight, local in branch_convs)
     clean = np.ascontiguousarray(chest_image[200:377, 300:461])
     noisy = np.clip(parse_noise(spec).sample(clean, seed=1), 0, 1).astype(np.float32)
     torch_out = NetworkDenoiser(tiny_routed, backend="torch")(noisy)
     onnx_out = NetworkDenoiser(out)(noisy)
     assert onnx_out.shape == noisy.shape
     assert np.abs(torch_out - onnx_out).max() < 1e-4
+
+
+def _branch_convolutions(graph, inside_branch=False):
+    """(weight name, names of the graph's own initializers) for every Conv inside an If branch."""
+    import onnx
+
+    local = {initializer.name for initializer in graph.initializer}
+    found = [(node.input[1], local) for node in graph.node if inside_branch and node.op_type == "Conv"]
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                found += _branch_convolutions(attribute.g, inside_branch=True)
+    return found
