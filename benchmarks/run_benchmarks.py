@@ -124,7 +124,7 @@ class Method:
     kind: str  # "classical" or "network"
     fn: Callable[[np.ndarray, "float | None"], np.ndarray]
     settings: str = ""
-    tile: Callable[[int, int], int] | None = None  # a network's automatic tile side for an image
+    tile: Callable[[int, int], tuple[int, int]] | None = None  # a network's automatic tile (height, width) for an image
 
 
 @dataclass
@@ -132,7 +132,7 @@ class Measurement:
     method: str
     kind: str
     size: int
-    tile: int | None
+    tile: tuple[int, int] | None
     times_s: list[float]
     speedup_vs_bm3d: float | None = None
 
@@ -462,6 +462,11 @@ def network_info(weights: Path, onnx_export_s: float, methods: list[Method]) -> 
 # --------------------------------------------------------------------------- output
 
 
+def tile_text(tile) -> str:
+    """A tile (height, width) as ``HxW`` (a JSON round trip makes it a list)."""
+    return "x".join(str(side) for side in tile) if isinstance(tile, (list, tuple)) else str(tile)
+
+
 def significant(x: float, digits: int = 3) -> str:
     """3 significant digits without exponents for numbers >= 1000 (0.00123, 45.6, 10085)."""
     return f"{x:.0f}" if abs(x) >= 10**digits else f"{x:.{digits}g}"
@@ -509,7 +514,7 @@ def print_report(results: list[Measurement], checks: list[Check], report: dict) 
         say(
             f"memory {memory['size']}x{memory['size']} uint16: peak {memory['peak_rss_mib']:.0f} MiB, "
             f"after imports {memory['rss_after_imports_mib']:.0f} MiB, after model {memory['rss_after_model_mib']:.0f} MiB, "
-            f"tile {memory['tile']}, {memory['seconds']:.1f} s"
+            f"tiles {tile_text(memory['tile'])}, {memory['seconds']:.1f} s"
         )
     for skipped in report["skipped"]:
         say(f"skipped {skipped['method']} from {skipped['from_size']}x{skipped['from_size']} on: {skipped['reason']}")
@@ -547,7 +552,7 @@ def markdown(results: list[Measurement], methods: list[Method], checks: list[Che
     memory = report.get("memory")
     if memory and "error" not in memory:
         out += [
-            f"Peak RSS denoising a {memory['size']}x{memory['size']} 16-bit PNG through the CLI path (fresh process, tile {memory['tile']}): "
+            f"Peak RSS denoising a {memory['size']}x{memory['size']} 16-bit PNG through the CLI path (fresh process, tiles {tile_text(memory['tile'])}): "
             f"**{memory['peak_rss_mib']:.0f} MiB**; {memory['rss_after_imports_mib']:.0f} MiB after the imports, "
             f"{memory['rss_after_model_mib']:.0f} MiB after loading the model ({memory['seconds']:.1f} s).",
             "",

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable, cast
 import numpy as np
 
 from .errors import ConfigError, WeightsError, XRayDenoiseError
-from .inference import DEFAULT_MARGIN, OnnxBackend, TorchBackend, choose_tile_size, pad_to, tile_inference
+from .inference import DEFAULT_MARGIN, OnnxBackend, TorchBackend, choose_tiles, pad_to, tile_inference
 
 if TYPE_CHECKING:  # pragma: no cover
     from .io import Image
@@ -154,14 +154,15 @@ class NetworkDenoiser:
         correlation = self.noise_channels > 1
         return lambda window: noise_condition(window, model, correlation=correlation)
 
-    def auto_tile(self, height: int, width: int) -> int:
-        """The tile side chosen when none is given: the backend's memory budget, or a quarter of free RAM if less."""
+    def auto_tile(self, height: int, width: int) -> tuple[int, int]:
+        """The tile (height, width) chosen when none is given: the fewest pixels computed within
+        the backend's memory budget, or a quarter of free RAM if less (see :func:`choose_tiles`)."""
         from .inference import _available_memory
 
         budget = min(self.backend.tile_memory_budget, _available_memory() // 4)
-        return choose_tile_size(height, width, memory_budget=budget)
+        return choose_tiles(height, width, margin=self.margin, multiple=self.backend.multiple, memory_budget=budget)
 
-    def _tiled(self, image: np.ndarray, noise_map, tile: int) -> np.ndarray:
+    def _tiled(self, image: np.ndarray, noise_map, tile: int | tuple[int, int]) -> np.ndarray:
         out = tile_inference(self.backend.run, image, noise_map=noise_map, tile=tile, margin=self.margin,
                              multiple=self.backend.multiple)
         if out.shape != image.shape:  # a foreign ONNX graph may crop or resize

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from tests.conftest import require
-from xraydenoise.inference import DEFAULT_MARGIN, TorchBackend, choose_tile_size, pad_to, tile_inference
+from xraydenoise.inference import DEFAULT_MARGIN, TorchBackend, choose_tile_size, choose_tiles, pad_to, tile_inference
 from xraydenoise.models import receptive_radius
 from xraydenoise.weights import load_model
 
@@ -42,6 +42,29 @@ def test_tile_size_follows_the_memory_budget():
     large = choose_tile_size(4096, 4096, memory_budget=2 * 1024**3)
     assert 512 <= small < large <= 2048
     assert choose_tile_size(300, 200, memory_budget=2 * 1024**3) == 300
+
+
+@pytest.mark.parametrize("height, width", [(1024, 1024), (2500, 2048), (4096, 4096), (3000, 700), (6000, 150), (1100, 5000)])
+@pytest.mark.parametrize("budget_mib", [200, 512])
+def test_automatic_tiles_fit_the_budget_and_compute_no_more_than_square_tiles(height, width, budget_mib):
+    """The chosen (height, width) tiles: every window within the memory budget, and no more
+    pixels computed than square tiles of the same budget (their seams cost 2 margins each)."""
+    margin, multiple, budget = 56, 2, budget_mib * 1024**2
+    tile = choose_tiles(height, width, margin=margin, multiple=multiple, memory_budget=budget)
+    windows = []
+    tile_inference(lambda window, _: windows.append(window.shape) or window, np.zeros((height, width), np.float32),
+                   tile=tile, margin=margin, multiple=multiple)
+    assert max(h * w for h, w in windows) <= budget // 800
+    square = []
+    side = choose_tile_size(height, width, memory_budget=budget)
+    tile_inference(lambda window, _: square.append(window.shape) or window, np.zeros((height, width), np.float32),
+                   tile=side, margin=margin, multiple=multiple)
+    assert sum(h * w for h, w in windows) <= sum(h * w for h, w in square)
+
+
+def test_a_1024_image_is_cut_into_two_strips_not_four_squares():
+    tile = choose_tiles(1024, 1024, margin=55, multiple=2, memory_budget=512 * 1024**2)
+    assert sorted(tile)[1] >= 1024 and sorted(tile)[0] < 1024
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +161,9 @@ def test_each_backend_sizes_its_automatic_tiles_to_its_own_memory_budget(told_we
     network = NetworkDenoiser(told_weights, backend="torch")
     assert TorchBackend.tile_memory_budget < OnnxBackend.tile_memory_budget == TILE_MEMORY_BUDGET
     budget = min(TorchBackend.tile_memory_budget, _available_memory() // 4)
-    assert network.auto_tile(4096, 4096) == choose_tile_size(4096, 4096, memory_budget=budget)
+    tile = network.auto_tile(4096, 4096)
+    assert tile == choose_tiles(4096, 4096, margin=network.margin, multiple=network.backend.multiple, memory_budget=budget)
     if _available_memory() // 4 >= TILE_MEMORY_BUDGET:  # where free memory does not set the size anyway
-        assert network.auto_tile(4096, 4096) < choose_tile_size(4096, 4096)
-    assert network.auto_tile(300, 200) == 300  # a small image is run whole
+        onnx_tile = choose_tiles(4096, 4096, margin=network.margin, multiple=network.backend.multiple)
+        assert tile[0] * tile[1] < onnx_tile[0] * onnx_tile[1]
+    assert network.auto_tile(300, 200) == (300, 200)  # a small image is run whole
