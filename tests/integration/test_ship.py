@@ -37,6 +37,8 @@ def test_two_experts_ship_as_one_routed_network_with_its_gate_and_both_cards(tmp
     card = json.loads((tmp_path / "out" / "pair.json").read_text())
     assert card["architecture"] == "routed" and card["options"]["gate"] == [0.15, 0.35]
     assert set(card["experts"]) == {"white", "correlated"} and card["experts"]["white"]["name"] == "white"
+    # the experts' weights are stored once, in the routed file's dtype: their cards do not say otherwise
+    assert card["weights_dtype"] == "float16" and not any("weights_dtype" in expert for expert in card["experts"].values())
     assert card["training"]["total_steps"] == 20
     assert card["command"].startswith("xraydenoise train --config configs/white.yaml && xraydenoise train --config configs/detector.yaml")
 

@@ -102,7 +102,7 @@ def ship_run(run_dir: str | Path, dest_dir: str | Path, name: str, *, config: st
             data=card.data, noise={"white": white_card.noise, "correlated": card.noise},
             training={"total_steps": steps, "total_seconds": seconds, "machine": card.training.get("machine")},
             validation={"white": white_card.validation, "correlated": card.validation},
-            experts={"white": white_card.to_dict(), "correlated": card.to_dict()},
+            experts={"white": _expert_card(white_card), "correlated": _expert_card(card)},
             config=[*white_configs, *configs] or None,
             command=" && ".join(filter(None, [white_card.command, card.command])) or None,
         )
@@ -114,6 +114,14 @@ def ship_run(run_dir: str | Path, dest_dir: str | Path, name: str, *, config: st
     if white_history:
         write_history(dest_dir / f"{name}.white.history.csv", white_history)
     return target
+
+
+def _expert_card(card: ModelCard) -> dict:
+    """An expert's card inside a routed network's: how it was made, not how a file stored it
+    (its weights are stored in the routed file, in that card's ``weights_dtype``)."""
+    described = card.to_dict()
+    described.pop("weights_dtype", None)
+    return described
 
 
 def default_destination() -> Path:
