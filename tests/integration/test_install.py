@@ -30,7 +30,7 @@ def test_wheel_without_torch_denoises_with_the_shipped_onnx_model(tmp_path):
                           capture_output=True, text=True, env=env, cwd=tmp_path).stdout.strip()
     package = Path(site)
     # The wheel carries the shipped weights (safetensors and ONNX), the configs and the samples.
-    for relative in ("pretrained/rdn-xray.safetensors", "pretrained/rdn-xray.onnx",
+    for relative in ("pretrained/rdn-xray.safetensors", "pretrained/rdn-xray.onnx", "noise/flat_block_patterns.npz",
                      "configs/rdn-xray-detector.yaml", "samples/SOURCES.md"):
         assert (package / relative).is_file(), relative
     before = sorted(p.relative_to(package) for p in package.rglob("*") if "__pycache__" not in p.parts)

@@ -41,12 +41,26 @@ def test_constant_correlated_noise_on_a_smooth_image(spec: str, family) -> None:
     assert found.a == 0
     assert isinstance(found.model, CorrelatedNoise)
     np.testing.assert_allclose(found.autocorrelation, model.kernel.autocorrelation(3), atol=0.05)
-    # what the blocks showed is the kernel's autocorrelation through the quadratic detrending
-    from xraydenoise.noise.estimate import _half_plane_lags, _model_pattern
+    # what the blocks showed is what the kernel reads through the detrending and the flat-block selection
+    from xraydenoise.noise.estimate import _WIDTHS, _half_plane_lags, _selected_patterns
 
-    variance, lags = _model_pattern("gauss" if family is GaussianKernel else "exp", model.kernel.width, 16, 3)
+    patterns = _selected_patterns("gauss" if family is GaussianKernel else "exp", 16, 3)
+    expected = patterns[int(np.argmin(np.abs(_WIDTHS - model.kernel.width)))]
     measured = [found.measured_autocorrelation[3 + dy, 3 + dx] for dy, dx in _half_plane_lags(3)]
-    np.testing.assert_allclose(measured, lags / variance, atol=0.03)
+    np.testing.assert_allclose(measured, expected, atol=0.03)
+
+
+def test_the_shipped_pattern_table_is_what_the_simulation_gives() -> None:
+    """The fit's table (flat_block_patterns.npz) against a fresh simulation: a stale table
+    (the selection or the detrending changed) would bias every width the estimator reads."""
+    from xraydenoise.noise.estimate import _PATTERN_TABLE, _WIDTHS, _selected_patterns, _simulated_pattern
+
+    assert _PATTERN_TABLE.is_file()
+    for family in ("gauss", "exp"):
+        table = _selected_patterns(family, 16, 3)
+        assert table.shape[0] == len(_WIDTHS)
+        for k in (0, 7, 20, 44):
+            np.testing.assert_allclose(table[k], _simulated_pattern(family, float(_WIDTHS[k]), 16, 3), atol=1e-6)
 
 
 def test_signal_dependent_correlated_noise_is_found() -> None:

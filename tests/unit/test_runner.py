@@ -23,3 +23,16 @@ def test_a_line_being_written_is_read_once_it_is_whole(tmp_path):
         handle.write('2.5}\n')
     assert cache.get("b") == {"key": "b", "psnr": 12.5}
     assert ScoreCache(path).get("b") == {"key": "b", "psnr": 12.5}
+
+
+def test_cached_scores_of_methods_told_the_estimate_follow_the_noise_estimator(monkeypatch):
+    """A changed estimator changes the scores of the methods told its estimate (the shipped
+    network, estimate:bm3d): their cache keys change with it; the others' do not."""
+    import xraydenoise.noise.estimate as estimate
+    from xraydenoise.evaluation.runner import method_from_spec
+
+    specs = ["network", "estimate:bm3d", "bm3d", "told:network"]
+    before = {spec: method_from_spec(spec).fingerprint for spec in specs}
+    monkeypatch.setattr(estimate, "ESTIMATOR_VERSION", estimate.ESTIMATOR_VERSION + "-changed")
+    after = {spec: method_from_spec(spec).fingerprint for spec in specs}
+    assert [before[s] != after[s] for s in specs] == [True, True, False, False]

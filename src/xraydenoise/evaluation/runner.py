@@ -101,14 +101,34 @@ class Method:
 
     @property
     def fingerprint(self) -> str:
-        base, _ = split_mode(self.spec)
+        """What a cached score depends on: the method, a network's weights, and the noise
+        estimator's version where the method is told the estimate (a changed estimator
+        changes those scores, and only those)."""
+        from ..noise.estimate import ESTIMATOR_VERSION
+
+        base, mode = split_mode(self.spec)
         if is_network(base):
             from ..weights import shipped_weights
 
             path = shipped_weights() if base in NETWORK_ALIASES else Path(base)
             digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else "missing"
-            return f"{self.label}:{digest}"
-        return self.label
+            told_estimate = mode != "told" and _told_the_noise(path)
+            return f"{self.label}:{digest}" + (f":estimator-{ESTIMATOR_VERSION}" if told_estimate else "")
+        return self.label + (f":estimator-{ESTIMATOR_VERSION}" if mode == "estimate" else "")
+
+
+def _told_the_noise(weights: Path) -> bool:
+    """Whether the network at ``weights`` is told the noise (so, in use, the estimate)."""
+    from ..errors import WeightsError
+    from ..weights import read_card
+
+    if weights.suffix != ".safetensors":
+        return True  # an ONNX graph: assume so (its fingerprint then follows the estimator too)
+    try:
+        card = read_card(weights)
+    except WeightsError:
+        return True
+    return card.architecture == "routed" or bool(card.options.get("noise_map"))
 
 
 def method_from_spec(spec: str) -> Method:
