@@ -306,7 +306,7 @@ def _raise_init_error() -> None:
 
 def _method_label(method: str) -> str:
     """How an output names the method: a network with the first 12 hex digits of its weights'
-    SHA-256 (DICOM's derived UIDs are made from this label, so two different weights files of
+    (and model card's) SHA-256 (DICOM's derived UIDs are made from this label, so two different weights files of
     one name, or two versions of the shipped model, never give the same UIDs), a weights file by
     its file name (never the full path, which may hold private folder names), in ASCII so
     every format's text fields take it."""
@@ -314,9 +314,9 @@ def _method_label(method: str) -> str:
     from .weights import shipped_weights
 
     if method in NETWORK_ALIASES:
-        label = f"{method}@{_file_digest(Path(NETWORK_ALIASES[method] or shipped_weights()))[:12]}"
+        label = f"{method}@{_network_digest(Path(NETWORK_ALIASES[method] or shipped_weights()))[:12]}"
     elif Path(method).suffix.lower() in (".safetensors", ".onnx"):
-        label = f"{Path(method).name}@{_file_digest(Path(method))[:12]}"
+        label = f"{Path(method).name}@{_network_digest(Path(method))[:12]}"
     else:
         label = method
     return label.encode("ascii", "backslashreplace").decode("ascii")
@@ -337,6 +337,19 @@ def _file_digest(path: Path) -> str:
     """SHA-256 of a file, read once per process while the file is unchanged."""
     stat = path.stat()
     return _digest_of(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+def _network_digest(weights: Path) -> str:
+    """The weights' SHA-256, combined with their model card's where there is one: the card's
+    options are part of the network (a routed network's gate), as in export.weights_digest."""
+    from .weights import card_path
+
+    card = card_path(weights)
+    if weights.suffix.lower() != ".safetensors" or not card.is_file():
+        return _file_digest(weights)
+    import hashlib
+
+    return hashlib.sha256((_file_digest(weights) + _file_digest(card)).encode()).hexdigest()
 
 
 def process_one(job: Job, method: str, sigma: float | NoiseModel | None, options: dict) -> str | None:

@@ -129,8 +129,17 @@ def _quiet_exporter():
 
 
 def weights_digest(weights: str | Path) -> str:
-    """SHA-256 of a weights file: the identity of a trained network."""
-    return hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+    """SHA-256 of a weights file and of its model card beside it: the identity of a trained
+    network. The card counts because its options shape the network: a routed network's gate
+    is in the card, not in the weights, and a changed gate is a different network (its export
+    and its cached scores must not be reused)."""
+    from .weights import card_path
+
+    digest = hashlib.sha256(Path(weights).read_bytes())
+    card = card_path(Path(weights))
+    if Path(weights).suffix.lower() == ".safetensors" and card.is_file():
+        digest.update(card.read_bytes())
+    return digest.hexdigest()
 
 
 def onnx_source_digest(path: Path) -> str | None:

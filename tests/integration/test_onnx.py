@@ -132,3 +132,31 @@ def _branch_convolutions(graph, inside_branch=False):
             if attribute.type == onnx.AttributeProto.GRAPH:
                 found += _branch_convolutions(attribute.g, inside_branch=True)
     return found
+
+
+def test_a_routed_network_whose_card_changes_its_gate_is_a_new_network(tiny_routed, tmp_path, monkeypatch, chest_image):
+    """The gate is in the model card, not in the weights: a changed gate must not reuse the old
+    export (its gate is compiled into the graph), nor its derived DICOM UIDs."""
+    import json
+    import shutil
+
+    from xraydenoise.batch import _method_label
+    from xraydenoise.denoisers import NetworkDenoiser
+    from xraydenoise.export import ensure_onnx, weights_digest
+    from xraydenoise.noise import parse_noise
+
+    monkeypatch.setenv("XRAYDENOISE_CACHE", str(tmp_path / "cache"))
+    weights = tmp_path / "routed.safetensors"
+    shutil.copy(tiny_routed, weights)
+    shutil.copy(tiny_routed.with_suffix(".json"), weights.with_suffix(".json"))
+    before = (weights_digest(weights), ensure_onnx(weights), _method_label(str(weights)))
+    card = json.loads(weights.with_suffix(".json").read_text())
+    card["options"]["gate"] = [0.6, 0.9]  # every noise now goes to the white expert
+    weights.with_suffix(".json").write_text(json.dumps(card))
+    after = (weights_digest(weights), ensure_onnx(weights), _method_label(str(weights)))
+    assert all(b != a for b, a in zip(before, after))
+    clean = np.ascontiguousarray(chest_image[200:377, 300:461])
+    noisy = np.clip(parse_noise("pg:0.01:3@exp:0.7").sample(clean, seed=1), 0, 1).astype(np.float32)
+    torch_out = NetworkDenoiser(weights, backend="torch")(noisy)
+    assert np.abs(torch_out - NetworkDenoiser(after[1])(noisy)).max() < 1e-4
+    assert np.abs(torch_out - NetworkDenoiser(before[1])(noisy)).max() > 1e-3  # the old export routes otherwise

@@ -17,7 +17,6 @@ so a report or a rerun never recomputes BM3D.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -104,6 +103,7 @@ class Method:
         """What a cached score depends on: the method, a network's weights, and the noise
         estimator's version where the method is told the estimate (a changed estimator
         changes those scores, and only those)."""
+        from ..export import weights_digest
         from ..noise.estimate import ESTIMATOR_VERSION
 
         base, mode = split_mode(self.spec)
@@ -111,7 +111,7 @@ class Method:
             from ..weights import shipped_weights
 
             path = shipped_weights() if base in NETWORK_ALIASES else Path(base)
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else "missing"
+            digest = weights_digest(path)[:16] if path.exists() else "missing"
             told_estimate = mode != "told" and _told_the_noise(path)
             return f"{self.label}:{digest}" + (f":estimator-{ESTIMATOR_VERSION}" if told_estimate else "")
         return self.label + (f":estimator-{ESTIMATOR_VERSION}" if mode == "estimate" else "")
