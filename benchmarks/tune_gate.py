@@ -7,8 +7,8 @@ slightly correlated (docs/noise-estimation.md: +0.4 px at std 10), so the gate d
 of the detector expert a white-noise image gets. This script denoises the validation images
 once with each expert, then scores every gate on a grid offline (the blend is linear), on white,
 quantum and detector noise, and prints, per gate, each noise's mean PSNR minus that of the
-better expert alone: the gate that loses least everywhere is the one to ship with
-``xraydenoise ship ... --gate LOW,HIGH``.
+better expert alone: the gate that loses least in total (then in the worst case) comes first,
+the one to ship with ``xraydenoise ship ... --gate LOW,HIGH``.
 
     python benchmarks/tune_gate.py [--white W.safetensors] [--detector D.safetensors] [--limit 40]
 
@@ -98,10 +98,13 @@ def main(argv: list[str] | None = None) -> int:
             row[spec] = round(float(np.mean(psnr_gate)), 3)
             row[f"{spec} vs best expert"] = round(float(np.mean(psnr_gate) - best), 3)
         row["worst"] = min(row[f"{s} vs best expert"] for s in NOISES)
+        row["total"] = round(sum(row[f"{s} vs best expert"] for s in NOISES), 3)
         table.append(row)
-    table.sort(key=lambda r: -r["worst"])
+    # Least loss in total, then in the worst case: ranked by the worst case alone, a gate that
+    # lost 0.085 dB more in total came first for 0.02 dB less on one noise.
+    table.sort(key=lambda r: (-r["total"], -r["worst"]))
     for row in table[:8]:
-        print(row["gate"], "worst", row["worst"], {s: row[f"{s} vs best expert"] for s in NOISES})
+        print(row["gate"], "total", row["total"], "worst", row["worst"], {s: row[f"{s} vs best expert"] for s in NOISES})
     if args.out:
         per_image = [{"noise": spec, "image": image, "lag1": round(lag1, 4), "std": round(levels[(spec, image)], 5),
                       "psnr_white": round(_psnr(w_out, clean), 3), "psnr_detector": round(_psnr(d_out, clean), 3)}

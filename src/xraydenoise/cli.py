@@ -405,7 +405,7 @@ def ship(
     config: List[str] = typer.Option([], "--config", help="The config(s) that made the run, in order; repeat for each stage."),
     white_expert: Optional[Path] = typer.Option(None, "--white-expert", help="Ship a routed network: RUN is the detector-noise expert, this run the white-noise expert."),
     white_config: List[str] = typer.Option([], "--white-config", help="The config(s) that made the white-noise expert, in order."),
-    gate: str = typer.Option("0.1,0.3", "--gate", help="With --white-expert: LOW,HIGH lag-1 autocorrelations: white expert below LOW, detector expert above HIGH, blended between."),
+    gate: str = typer.Option("0.05,0.15", "--gate", help="With --white-expert: LOW,HIGH lag-1 autocorrelations: white expert below LOW, detector expert above HIGH, blended between."),
     out: Optional[Path] = typer.Option(None, "--out", help="Destination folder (default: the package's pretrained/ folder)."),
 ) -> None:
     """Package a training run as a shipped model: float16 weights, the completed model card, one joined learning curve."""

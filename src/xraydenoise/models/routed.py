@@ -76,7 +76,7 @@ class RoutedCore(nn.Module):
         return self._blend(x, noise_map, w)
 
 
-def routed(*, white: dict, correlated: dict, gate: tuple[float, float] | list[float] = (0.1, 0.3)) -> SizeAgnostic:
+def routed(*, white: dict, correlated: dict, gate: tuple[float, float] | list[float] = (0.05, 0.15)) -> SizeAgnostic:
     """A routed network from the two experts' options (each an ``rdn`` option dict)."""
     from .rdn import rdn
 

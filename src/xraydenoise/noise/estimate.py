@@ -138,12 +138,14 @@ def _summed_lag_products(residual: np.ndarray, block: int, max_lag: int) -> np.n
     return np.array([gram[first, second].mean() for first, second in _pair_indices(block, max_lag)])
 
 
-def _flat_block_autocorrelation(crops: list[np.ndarray], block: int, max_lag: int) -> np.ndarray:
+def _flat_block_autocorrelation(crops: list[np.ndarray], block: int, max_lag: int,
+                                noise_variance: tuple[float, float] | None = None) -> np.ndarray:
     """Mean normalised residual product at every half-plane lag, over the flatter blocks.
 
     Each block's products are normalised by its own variance, so that bright (noisier, if
     signal-dependent) blocks do not dominate, and only the :data:`_CORRELATION_KEEP` of the
-    blocks with the lowest residual variance count. Anatomy left after detrending is smooth,
+    blocks with the lowest residual variance count (relative to ``a * x + s2`` at the
+    block's intensity ``x`` when ``noise_variance = (a, s2)`` is given). Anatomy left after detrending is smooth,
     so a textured block reads as strongly correlated noise: over every block, white noise of
     std 5 read a lag-1 autocorrelation of 0.29 and std 10 0.16 on dev radiographs, and the
     router sent such images to the detector expert; the flatter half reads 0.04 and 0.01.
@@ -153,18 +155,26 @@ def _flat_block_autocorrelation(crops: list[np.ndarray], block: int, max_lag: in
     """
     step = block // 2
     q = _detrend_basis(block)
-    residuals = []
+    residuals, means = [], []
     for crop in crops:
         blocks = np.lib.stride_tricks.sliding_window_view(crop, (block, block))[::step, ::step].reshape(-1, block * block)
         residuals.append(blocks - (blocks @ q) @ q.T)
+        means.append(blocks.mean(axis=1))
     residual = np.concatenate(residuals) if len(residuals) > 1 else residuals[0]
     variances = np.mean(residual * residual, axis=1)
     live = np.flatnonzero(variances > 1e-12)  # constant blocks (clipped, padded) hold no noise
-    if live.size >= 2:
-        keep = max(1, int(round(_CORRELATION_KEEP * live.size)))
-        flat = live[np.argsort(variances[live], kind="stable")[:keep]]
-    else:
+    if live.size < 2:
         flat = np.arange(len(residual))
+    else:
+        # Ranked by variance over the noise variance at the block's intensity, where that is
+        # known: with signal-dependent noise the quietest blocks are the darkest, and there
+        # texture is largest against the noise.
+        rank = variances[live]
+        if noise_variance is not None:
+            a, s2 = noise_variance
+            rank = rank / np.maximum(a * np.maximum(np.concatenate(means)[live], 0.0) + s2, 1e-30)
+        keep = max(1, int(round(_CORRELATION_KEEP * live.size)))
+        flat = live[np.argsort(rank, kind="stable")[:keep]]
     normalised = residual[flat] / np.sqrt(np.maximum(variances[flat], 1e-30))[:, None]
     return np.asarray(_summed_lag_products(normalised, block, max_lag) / len(flat))
 
@@ -280,6 +290,45 @@ def _unit_quantile(kernel: Kernel, block: int, lag: int, quantile: float) -> flo
 # --------------------------------------------------------------------------- estimator
 
 
+def _fitted_kernel(measured: np.ndarray, block: int, max_lag: int) -> GaussianKernel | ExponentialKernel:
+    """The kernel fitted to ``measured``; white (width 0) where neighbours correlate by < 2 %."""
+    family, width = _fit_kernel(measured, block, max_lag)
+    kernel = (GaussianKernel if family == "gauss" else ExponentialKernel)(width)
+    rho = kernel.autocorrelation(1)
+    return GaussianKernel(0.0) if 0.5 * (rho[1, 2] + rho[2, 1]) < _WHITE_LAG1 else kernel
+
+
+def _fit_level(crops: list[np.ndarray], kernel: GaussianKernel | ExponentialKernel, block: int, keep_quantile: float,
+               signal_dependent: bool | None) -> tuple[float, float, np.ndarray]:
+    """``(a, s2, blocks per intensity bin)`` of ``var = a * x + s2``, for noise with ``kernel``.
+
+    Measured where the noise stands out most from anatomy (see :func:`_level_lag`), in the
+    flattest blocks of each intensity bin, and calibrated on unit noise of the kernel.
+    """
+    lag = _level_lag(kernel.width)
+    stats = [_second_difference_energy(crop, block, lag) for crop in crops]
+    means, energy = np.concatenate([m for m, _ in stats]), np.concatenate([e for _, e in stats])
+    unit_quantile = _unit_quantile(kernel, block, lag, keep_quantile)
+    n_bins = int(np.clip(len(means) // 40, 1, 12))
+    edges = np.quantile(means, np.linspace(0, 1, n_bins + 1))
+    bin_of = np.clip(np.searchsorted(edges, means, side="right") - 1, 0, n_bins - 1)
+    bin_stats = []  # (mean intensity, energy quantile, blocks in bin)
+    for b in range(n_bins):
+        members = np.flatnonzero(bin_of == b)
+        if members.size >= min(4, len(means)):
+            bin_stats.append((float(means[members].mean()), float(np.quantile(energy[members], keep_quantile)), members.size))
+    x = np.array([m for m, _, _ in bin_stats])
+    var = np.array([v for _, v, _ in bin_stats]) / unit_quantile
+    counts = np.array([c for _, _, c in bin_stats], float)
+    a, s2 = _fit_variance_line(x, var, counts) if len(x) >= 2 and np.ptp(x) > 0 else (0.0, float(var.mean()))
+    median = float(np.median(np.concatenate([crop.ravel() for crop in crops])))
+    if signal_dependent is False or (
+        signal_dependent is None and a * median < _SIGNAL_DEPENDENT_SHARE * (a * median + s2)
+    ):
+        a, s2 = 0.0, float(np.average(var, weights=counts))
+    return float(a), float(s2), counts
+
+
 def estimate_noise(
     image: np.ndarray,
     *,
@@ -343,35 +392,12 @@ def estimate_noise(
         raise ValueError(f"block must be between 8 and half the image side, got {block}")
     crops = [as_image2d(crop) for crop in _estimation_crops(z)]
     measured = _flat_block_autocorrelation(crops, block, max_lag)
-    family, width = _fit_kernel(measured, block, max_lag)
-    kernel = (GaussianKernel if family == "gauss" else ExponentialKernel)(width)
-    rho = kernel.autocorrelation(1)
-    if 0.5 * (rho[1, 2] + rho[2, 1]) < _WHITE_LAG1:
-        kernel = GaussianKernel(0.0)
-        width = 0.0
-    # Level: measured where the noise stands out most from anatomy (see _level_lag), in the
-    # flattest blocks of each intensity bin, and calibrated on unit noise of the fitted kernel.
-    lag = _level_lag(width)
-    stats = [_second_difference_energy(crop, block, lag) for crop in crops]
-    means, energy = np.concatenate([m for m, _ in stats]), np.concatenate([e for _, e in stats])
-    unit_quantile = _unit_quantile(kernel, block, lag, keep_quantile)
-    n_bins = int(np.clip(len(means) // 40, 1, 12))
-    edges = np.quantile(means, np.linspace(0, 1, n_bins + 1))
-    bin_of = np.clip(np.searchsorted(edges, means, side="right") - 1, 0, n_bins - 1)
-    bin_stats = []  # (mean intensity, energy quantile, blocks in bin)
-    for b in range(n_bins):
-        members = np.flatnonzero(bin_of == b)
-        if members.size >= min(4, len(means)):
-            bin_stats.append((float(means[members].mean()), float(np.quantile(energy[members], keep_quantile)), members.size))
-    x = np.array([m for m, _, _ in bin_stats])
-    var = np.array([v for _, v, _ in bin_stats]) / unit_quantile
-    counts = np.array([c for _, _, c in bin_stats], float)
-    a, s2 = _fit_variance_line(x, var, counts) if len(x) >= 2 and np.ptp(x) > 0 else (0.0, float(var.mean()))
-    median = float(np.median(np.concatenate([crop.ravel() for crop in crops])))
-    if signal_dependent is False or (
-        signal_dependent is None and a * median < _SIGNAL_DEPENDENT_SHARE * (a * median + s2)
-    ):
-        a, s2 = 0.0, float(np.average(var, weights=counts))
+    kernel = _fitted_kernel(measured, block, max_lag)
+    a, s2, counts = _fit_level(crops, kernel, block, keep_quantile, signal_dependent)
+    if a > 0:  # signal-dependent: the flat blocks picked again, fairly across intensities
+        measured = _flat_block_autocorrelation(crops, block, max_lag, noise_variance=(a, s2))
+        kernel = _fitted_kernel(measured, block, max_lag)
+        a, s2, counts = _fit_level(crops, kernel, block, keep_quantile, signal_dependent)
     full = np.ones((2 * max_lag + 1, 2 * max_lag + 1))
     for (dy, dx), value in zip(_half_plane_lags(max_lag), measured):
         full[max_lag + dy, max_lag + dx] = full[max_lag - dy, max_lag - dx] = value

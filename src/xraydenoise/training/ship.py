@@ -66,7 +66,7 @@ def _run_model(run_dir: Path):
 
 def ship_run(run_dir: str | Path, dest_dir: str | Path, name: str, *, config: str | list[str] | None = None,
              white_expert: str | Path | None = None, white_config: str | list[str] | None = None,
-             gate: tuple[float, float] = (0.1, 0.3)) -> Path:
+             gate: tuple[float, float] = (0.05, 0.15)) -> Path:
     """Ship ``run_dir`` as ``dest_dir/NAME.safetensors`` (+ ``.json`` card, ``.history.csv``).
 
     With ``white_expert`` the shipped network is routed: ``run_dir`` is its detector expert
