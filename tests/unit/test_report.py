@@ -111,3 +111,19 @@ def test_an_unreadable_adaptation_file_is_one_sentence(tmp_path):
     path.write_text("{not json")
     table, error = report.read_adaptation(path)
     assert table is None and error.startswith("JSONDecodeError")
+
+
+def test_render_compares_the_detector_noise_designs_when_trained_has_them():
+    assert "designs, `trained/{compare-detector-blind,compare-detector-told}.safetensors`, are not there" in report.render(tiny_report())
+    names = replace(tiny_report().names, designs=("compare-detector-blind", "compare-detector-told"))
+    designs = (rows("compare-detector-blind", "gaussian-25", [30, 30.5, 31]) + rows("compare-detector-told", "gaussian-25", [31, 31.5, 32])
+               + rows("compare-detector-told-told", "gaussian-25", [32, 32.5, 33])
+               + rows("compare-detector-blind", "gaussian-10-gauss1", [33, 33.5, 34]))
+    cards = {"compare-detector-blind": {"parameters": 150000, "training": {"steps": 4000}},
+             "compare-detector-told": {"parameters": 151000, "training": {"steps": 4000}}}
+    section = report.render(tiny_report(names=names, design_rows=designs, cards=cards)).split("## Detector noise: what the network is told")[1]
+    table = section.split("\n## ")[0]
+    assert "| model | what it is told | parameters | steps | gaussian-25 | gaussian-10-gauss1 |" in table
+    assert "| compare-detector-blind | one network, blind | 0.15 M | 4000 | 30.50 / 0.6100 | 33.50 / 0.6700 |" in table
+    assert "| compare-detector-told-told | one network, told the true noise | 0.15 M | 4000 | 32.50 / 0.6500 |  |" in table
+    assert "| net | two networks routed by the noise, told its estimate | 0.00 M |  | 31.83 / 0.6367 | 28.47 / 0.5693 |" in table

@@ -23,7 +23,7 @@ import re
 import statistics
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,9 @@ LOIO = {"nih": "loio-nih", "kermany": "loio-kermany", "fracatlas": "loio-fracatl
 LOIO_REFERENCE = "compare-unet"
 #: The previous shipped model, trained on white noise only (in trained/ once a detector-noise model ships).
 PREVIOUS_WHITE = "rdn-xray-blind"
+#: The detector-noise designs, each one RDN fine-tuned from rdn-xray-blind for the same budget on the
+#: same noise mix, differing only in what it is told (configs/compare-detector-*.yaml), by what that is.
+DESIGNS = {"compare-detector-blind": "one network, blind", "compare-detector-told": "one network, told its estimate"}
 TRAINED_DIR = PROJECT_ROOT / "trained"
 CONFIG_DIR = PACKAGE_DIR / "configs"  # shipped inside the package, linked as configs/ in a checkout
 DEFAULT_OUT = PROJECT_ROOT / "docs" / "results"
@@ -185,6 +188,8 @@ class Networks:
     loio: dict[str, Method]  # by held-out institution
     loio_paths: dict[str, Path]
     previous: Method | None  # the previous, white-noise-only model, when trained/ has it
+    designs: dict[str, Method] = field(default_factory=dict)  # DESIGNS that trained/ has, by name
+    design_paths: dict[str, Path] = field(default_factory=dict)
 
     @property
     def told(self) -> Method:
@@ -206,7 +211,10 @@ def find_networks(trained_dir: Path = TRAINED_DIR) -> Networks:
     if previous_path.is_file():
         label = read_card(previous_path).name
         previous = Method(str(previous_path), label if label != shipped_m.label else f"{label}-previous")
+    design_paths = {name: trained_dir / f"{name}.safetensors" for name in DESIGNS if (trained_dir / f"{name}.safetensors").is_file()}
     return Networks(
+        designs={name: Method(str(p), name) for name, p in design_paths.items()},
+        design_paths=design_paths,
         shipped=shipped_m,
         shipped_path=shipped,
         comparison={name: Method(str(p), name) for name, p in comparison.items()},
@@ -311,6 +319,7 @@ class MethodNames:
     previous: str | None
     previous_path: str
     bm3d_estimate: str
+    designs: tuple[str, ...] = ()  # the detector-noise designs trained/ has (DESIGNS)
     noisy: str = NOISY
     classical: tuple[str, ...] = CLASSICAL
 
@@ -348,6 +357,8 @@ class ReportData:
     cache_scores: int
     generated: str  # UTC time stamp
     physics: dict | None = None  # data/physics.json
+    #: the detector-noise designs (and the one told, told the true noise) at every level
+    design_rows: list[dict] = field(default_factory=list)
     adaptation: tables.AdaptationTable | None = None
     adaptation_error: str | None = None
 
@@ -355,7 +366,7 @@ class ReportData:
 def render(report: ReportData) -> str:
     """The report's Markdown, a pure function of ``report``."""
     sections = [_header, _protocol, _table1, _table2, _table3, _table4, _table5, _table6, _tables7to9, _table10,
-                _detector, _physics, _adaptation, _figures, _data]
+                _detector, _designs, _physics, _adaptation, _figures, _data]
     return "\n".join(line for section in sections for line in section(report)) + "\n"
 
 
@@ -575,6 +586,36 @@ def _detector(r: ReportData) -> list[str]:
     return s
 
 
+def _designs(r: ReportData) -> list[str]:
+    names = r.names
+    if not names.designs:
+        return [f"\n(The detector-noise designs, `trained/{{{','.join(DESIGNS)}}}.safetensors`, are not there: their table is left out.)\n"]
+    levels = r.plan.level_labels + r.plan.detector_labels
+    cells = _cells(r.design_rows + r.rows + r.level_rows, ("level", "method"))
+    rows = []
+    told = {f"{name}-told": f"{DESIGNS[name].replace('its estimate', 'the true noise')}" for name in names.designs}
+    kinds = {**{name: DESIGNS[name] for name in names.designs}, **told,
+             names.shipped: "two networks routed by the noise, told its estimate"}
+    for label, kind in kinds.items():
+        if not any((level, label) in cells for level in levels):
+            continue
+        card = r.cards.get(label.removesuffix("-told"), {})
+        rows.append(tables.ArchitectureRow(
+            label=label, family=kind, parameters=card.get("parameters", 0),
+            steps=card.get("training", {}).get("total_steps", card.get("training", {}).get("steps", "")),
+            cells={level: cells[(level, label)] for level in levels if (level, label) in cells},
+        ))
+    return [
+        "\n## Detector noise: what the network is told\n",
+        ("The same RDN, fine-tuned from `rdn-xray-blind` for the same steps on the same mix of white, quantum and detector noise "
+         "(`configs/compare-detector-{blind,told}.yaml`), either blind or told the noise (a per-pixel std map and the lag-1 and lag-2 "
+         "autocorrelation): in use it is told the estimate from the image (`estimate_noise`), and is also shown told the true noise. "
+         f"Beside them the shipped `{names.shipped}`: a white-noise and a detector-noise expert, each told its estimate, routed by it. "
+         "Test split, the networks blind to the user. Cells: PSNR (dB) / SSIM.\n"),
+        tables.architecture_table(tables.ArchitectureTable(levels=levels, rows=rows, kind="what it is told")),
+    ]
+
+
 def physics_rows(physics: Mapping) -> list[tables.PhysicsRow]:
     """The physics table's rows from ``data/physics.json``: per noise, the noisy input, then each method."""
     rows = []
@@ -778,6 +819,10 @@ def build_report(out_dir: Path, *, quick: bool = False) -> Path:
     level_rows = evaluate(records, table3_methods, extra_levels, description="Table 3: detector noise, no noise", **common)
     detector_methods = [bm3d_estimate, nets.told] + ([nets.previous] if nets.previous else [])
     detector_rows = evaluate(records, detector_methods, plan.detector_levels, description="Detector noise", **common)
+    # What the network is told: the detector-noise designs, the one told also told the true noise.
+    design_methods = [*nets.designs.values()] + [method_from_spec(f"told:{m.spec}") for n, m in nets.designs.items() if n.endswith("-told")]
+    design_rows = evaluate(records, design_methods, list(plan.levels) + list(plan.detector_levels), description="Detector-noise designs",
+                           **common) if design_methods else []
 
     # Table 5: cost.
     console.print("[bold]timing[/bold]")
@@ -811,13 +856,15 @@ def build_report(out_dir: Path, *, quick: bool = False) -> Path:
 
     # Data.
     machine = machine_description()
-    write_rows(rows + res_rows + loio_rows + curve_rows + level_rows + detector_rows, data_out / "per_image.csv")
+    write_rows(rows + res_rows + loio_rows + curve_rows + level_rows + detector_rows + design_rows, data_out / "per_image.csv")
     with np.errstate(invalid="ignore"):  # the std of infinite PSNRs (no noise added) is NaN
         summary = ([dict(r, table="main") for r in summarise(rows)] + [dict(r, table="noise levels") for r in summarise(level_rows)]
-                   + [dict(r, table="detector noise") for r in summarise(detector_rows)])
+                   + [dict(r, table="detector noise") for r in summarise(detector_rows)]
+                   + [dict(r, table="detector-noise designs") for r in summarise(design_rows)])
     write_rows(summary, data_out / "summary.jsonl")
     cards = {name: read_card(p).to_dict() for name, p in [(shipped_m.label, nets.shipped_path), *nets.comparison_paths.items(),
-                                                           *((LOIO[i], p) for i, p in nets.loio_paths.items())]}
+                                                           *((LOIO[i], p) for i, p in nets.loio_paths.items()),
+                                                           *nets.design_paths.items()]}
     atomic_write_text(data_out / "timings.json", json.dumps({"size": plan.timing_size, "machine": machine, "seconds": timings}, indent=2) + "\n")
     atomic_write_text(data_out / "physics.json", json.dumps(physics, indent=2) + "\n")
     adaptation, adaptation_error = read_adaptation(data_out / "adapt.json")
@@ -834,6 +881,7 @@ def build_report(out_dir: Path, *, quick: bool = False) -> Path:
         previous=nets.previous.label if nets.previous else None,
         previous_path=_shown(TRAINED_DIR / f"{PREVIOUS_WHITE}.safetensors"),
         bm3d_estimate=bm3d_estimate.label,
+        designs=tuple(nets.designs),
     )
     report = ReportData(
         plan=plan, names=names, rows=rows, level_rows=level_rows, detector_rows=detector_rows, resolution_rows=res_rows,
@@ -841,7 +889,7 @@ def build_report(out_dir: Path, *, quick: bool = False) -> Path:
         data_name=data_dir().name, machine=machine, minutes=(time.monotonic() - started) / 60,
         cache_hits=cache.hits, cache_scores=cache.hits + cache.misses,
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        physics=physics, adaptation=adaptation, adaptation_error=adaptation_error,
+        physics=physics, design_rows=design_rows, adaptation=adaptation, adaptation_error=adaptation_error,
     )
     path = atomic_write_text(out_dir / "README.md", render(report))
     top = headline(rows + level_rows, plan.level_labels + plan.detector_labels)

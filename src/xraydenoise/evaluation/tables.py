@@ -175,6 +175,8 @@ class ArchitectureRow:
 class ArchitectureTable:
     levels: Sequence[str]
     rows: Sequence[ArchitectureRow]
+    #: what the second column says of each network (the detector-noise designs: what it is told)
+    kind: str = "family"
 
 
 def architecture_table(table: ArchitectureTable) -> str:
@@ -185,7 +187,7 @@ def architecture_table(table: ArchitectureTable) -> str:
             cell = row.cells.get(level)
             cells.append(f"{cell.psnr_mean:.2f} / {cell.ssim_mean:.4f}" if cell else "")
         lines.append(cells)
-    return markdown_table(["model", "family", "parameters", "steps"] + list(table.levels), lines,
+    return markdown_table(["model", table.kind, "parameters", "steps"] + list(table.levels), lines,
                           align=["l", "l", "r", "r"] + ["r"] * len(table.levels))
 
 
