@@ -162,7 +162,9 @@ class NetworkDenoiser:
         budget = min(self.backend.tile_memory_budget, _available_memory() // 4)
         return choose_tiles(height, width, margin=self.margin, multiple=self.backend.multiple, memory_budget=budget)
 
-    def _tiled(self, image: np.ndarray, noise_map, tile: int | tuple[int, int]) -> np.ndarray:
+    def _tiled(self, image: np.ndarray, noise_map) -> np.ndarray:
+        # The automatic tiles fit this image's own shape (a rotated copy's, in the self-ensemble).
+        tile = self.tile or self.auto_tile(*image.shape)
         out = tile_inference(self.backend.run, image, noise_map=noise_map, tile=tile, margin=self.margin,
                              multiple=self.backend.multiple)
         if out.shape != image.shape:  # a foreign ONNX graph may crop or resize
@@ -172,9 +174,8 @@ class NetworkDenoiser:
     def _run(self, image: np.ndarray, noise_map) -> np.ndarray:
         """``noise_map``: None, a ``(K, H, W)`` condition, or a function of a window (``condition_for``)."""
         height, width = image.shape
-        tile = self.tile or self.auto_tile(height, width)
         if not self.ensemble:
-            return np.clip(self._tiled(image, noise_map, tile), 0.0, 1.0).astype(np.float32, copy=False)
+            return np.clip(self._tiled(image, noise_map), 0.0, 1.0).astype(np.float32, copy=False)
         # Self-ensemble: the network is not exactly rotation/flip equivariant, so its errors on
         # the 8 transformed copies are partly independent and their mean is closer to the truth.
         out = np.zeros((height, width), dtype=np.float64)
@@ -185,7 +186,7 @@ class NetworkDenoiser:
                     transformed_map = noise_map
                 else:
                     transformed_map = np.stack([_dihedral(c, turns, flip) for c in noise_map])
-                result = self._tiled(transformed, transformed_map, tile)
+                result = self._tiled(transformed, transformed_map)
                 result = np.rot90(result, -turns)
                 out += result[:, ::-1] if flip else result
         return np.clip(out / 8, 0.0, 1.0).astype(np.float32)

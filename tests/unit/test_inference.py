@@ -167,3 +167,14 @@ def test_each_backend_sizes_its_automatic_tiles_to_its_own_memory_budget(told_we
         onnx_tile = choose_tiles(4096, 4096, margin=network.margin, multiple=network.backend.multiple)
         assert tile[0] * tile[1] < onnx_tile[0] * onnx_tile[1]
     assert network.auto_tile(300, 200) == (300, 200)  # a small image is run whole
+
+
+def test_the_self_ensemble_runs_on_a_non_square_image_with_automatic_tiles(told_weights):
+    """The rotated copies are W x H: automatic tiles chosen for H x W (a whole-image tile)
+    must not be reused for them (that once cut a 77 x 96 image into impossible tiles)."""
+    from xraydenoise.denoisers import NetworkDenoiser
+    from xraydenoise.noise import parse_noise
+
+    image = np.clip(parse_noise("10").sample(np.full((77, 96), 0.5, np.float32), seed=0), 0, 1).astype(np.float32)
+    out = NetworkDenoiser(told_weights, backend="torch", ensemble=True, margin=40)(image)
+    assert out.shape == image.shape and np.isfinite(out).all()
