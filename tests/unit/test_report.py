@@ -121,9 +121,12 @@ def test_render_compares_the_detector_noise_designs_when_trained_has_them():
                + rows("compare-detector-blind", "gaussian-10-gauss1", [33, 33.5, 34]))
     cards = {"compare-detector-blind": {"parameters": 150000, "training": {"steps": 4000}},
              "compare-detector-told": {"parameters": 151000, "training": {"steps": 4000}}}
-    section = report.render(tiny_report(names=names, design_rows=designs, cards=cards)).split("## Detector noise: what the network is told")[1]
+    text = report.render(tiny_report(names=names, design_rows=designs, cards=cards))
+    assert "| compare-detector-blind |" not in text.split("## Table 5")[1].split("\n## ")[0]  # not timed: no cost row
+    section = text.split("## Detector noise: what the network is told")[1]
     table = section.split("\n## ")[0]
     assert "| model | what it is told | parameters | steps | gaussian-25 | gaussian-10-gauss1 |" in table
     assert "| compare-detector-blind | one network, blind | 0.15 M | 4000 | 30.50 / 0.6100 | 33.50 / 0.6700 |" in table
+    assert "| compare-detector-told | one network, told its estimate | 0.15 M | 4000 | 31.50 / 0.6300 |  |" in table
     assert "| compare-detector-told-told | one network, told the true noise | 0.15 M | 4000 | 32.50 / 0.6500 |  |" in table
     assert "| net | two networks routed by the noise, told its estimate | 0.00 M |  | 31.83 / 0.6367 | 28.47 / 0.5693 |" in table
