@@ -35,10 +35,17 @@ def make_scans(folder: Path, count: int, size: int = 160) -> list[Path]:
     return paths
 
 
+def _interruptible() -> None:
+    """In the child: Ctrl-C (SIGINT) at its default, as in a terminal. A job that a shell
+    started in the background (``cmd &``) inherits SIGINT ignored, and so would the CLI."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_cli(*args, new_session: bool = False) -> subprocess.Popen:
     env = dict(os.environ, COLUMNS="400", OMP_NUM_THREADS="1")
     return subprocess.Popen([sys.executable, "-m", "xraydenoise.cli", *map(str, args)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=new_session)
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=new_session,
+                            preexec_fn=_interruptible)
 
 
 def children(pid: int) -> list[int]:
