@@ -160,7 +160,8 @@ class NetworkDenoiser:
         from .inference import _available_memory
 
         budget = min(self.backend.tile_memory_budget, _available_memory() // 4)
-        return choose_tiles(height, width, margin=self.margin, multiple=self.backend.multiple, memory_budget=budget)
+        return choose_tiles(height, width, margin=self.margin, multiple=self.backend.multiple,
+                            bytes_per_pixel=self.backend.bytes_per_pixel, memory_budget=budget)
 
     def _tiled(self, image: np.ndarray, noise_map) -> np.ndarray:
         # The automatic tiles fit this image's own shape (a rotated copy's, in the self-ensemble).
@@ -222,6 +223,10 @@ def _onnx_backend(weights: str | Path | None, *, threads: int | None, device: st
 #: The default path may be faster than PyTorch fp32 only where it gives the same result: its
 #: PSNR on the probe image within this of fp32's.
 MATCH_DB = 0.01
+#: Part of a remembered choice's key: raised when a backend changes what it computes or how
+#: fast (2: bf16 reads the image in fp32), so that machines probe again rather than keep an
+#: answer about the old code.
+BACKENDS_VERSION = "2"
 #: What ``backend="auto"`` chose, per weights file and device, for the rest of the process.
 _FASTEST: dict[tuple, tuple[str, bool]] = {}
 
@@ -376,7 +381,7 @@ def _choice_key(weights: str | Path | None, device: str) -> str:
         except importlib.metadata.PackageNotFoundError:
             versions.append(f"{package}=none")
     source = Path(weights) if weights is not None else shipped_weights()
-    return "|".join([weights_digest(source)[:16], device, machine_description(), *versions])
+    return "|".join([weights_digest(source)[:16], device, machine_description(), *versions, f"backends={BACKENDS_VERSION}"])
 
 
 def _choice_file() -> Path:

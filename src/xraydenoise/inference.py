@@ -25,6 +25,10 @@ DEFAULT_MARGIN = 128
 #: Smallest tile that leaves a useful core inside two default margins.
 MIN_TILE = 2 * DEFAULT_MARGIN + 128
 
+#: Peak fp32 activation memory per input pixel of the shipped network, a measured upper bound
+#: (several feature maps alive at once): about 600-750 with ONNX Runtime, 690 with PyTorch.
+BYTES_PER_PIXEL = 800
+
 
 class Backend(Protocol):
     multiple: int
@@ -33,6 +37,8 @@ class Backend(Protocol):
     noise_channels: int
     #: Bytes of activations a tile may take when the tile size is chosen automatically.
     tile_memory_budget: int
+    #: Peak activation bytes per input pixel (measured), which turns that budget into pixels.
+    bytes_per_pixel: int
 
     def run(self, image: np.ndarray, noise_map: np.ndarray | None = None) -> np.ndarray: ...
 
@@ -76,6 +82,12 @@ class TorchBackend:
         import torch
 
         self.torch = torch
+        # bf16 activations take half the bytes: a 1024x1024 tile peaked 370 bytes per pixel
+        self.bytes_per_pixel = BYTES_PER_PIXEL // 2 if bf16 else BYTES_PER_PIXEL
+        if bf16:  # the image-reading convolutions in fp32: see models.blocks.Float32Input
+            from .models.blocks import keep_input_layers_fp32
+
+            model = keep_input_layers_fp32(model)
         self.model = model.to(device).eval()
         self.device = device
         self.bf16 = bf16
@@ -104,6 +116,7 @@ class OnnxBackend:
     """ONNX Runtime; needs neither torch nor PyTorch-format weights at run time."""
 
     tile_memory_budget = 512 * 1024**2  # see TorchBackend.tile_memory_budget
+    bytes_per_pixel = BYTES_PER_PIXEL
 
     def __init__(self, path: str | Path, *, threads: int | None = None, device: str = "cpu") -> None:
         try:
@@ -172,13 +185,9 @@ def _card_from_meta(meta: dict, path: Path):
 TILE_MEMORY_BUDGET = OnnxBackend.tile_memory_budget
 
 
-def choose_tile_size(height: int, width: int, *, bytes_per_pixel: int = 800, memory_budget: int | None = None) -> int:
+def choose_tile_size(height: int, width: int, *, bytes_per_pixel: int = BYTES_PER_PIXEL, memory_budget: int | None = None) -> int:
     """Largest square tile side whose activations fit the memory budget (default: 512 MiB, or a
     quarter of free RAM if less); :func:`choose_tiles` picks the tile shape that wastes least.
-
-    ``bytes_per_pixel`` is a measured upper bound of the peak activation memory per input pixel
-    of the shipped network in fp32 inference (several feature maps alive at once): about 600-750
-    with ONNX Runtime, 690 with PyTorch.
     """
     if memory_budget is None:
         memory_budget = min(TILE_MEMORY_BUDGET, _available_memory() // 4)
@@ -187,7 +196,7 @@ def choose_tile_size(height: int, width: int, *, bytes_per_pixel: int = 800, mem
     return min(side, max(height, width))
 
 
-def choose_tiles(height: int, width: int, *, margin: int, multiple: int = 1, bytes_per_pixel: int = 800,
+def choose_tiles(height: int, width: int, *, margin: int, multiple: int = 1, bytes_per_pixel: int = BYTES_PER_PIXEL,
                  memory_budget: int | None = None) -> tuple[int, int]:
     """The tile (height, width) for :func:`tile_inference` that computes the fewest pixels.
 

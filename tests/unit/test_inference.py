@@ -67,6 +67,12 @@ def test_a_1024_image_is_cut_into_two_strips_not_four_squares():
     assert sorted(tile)[1] >= 1024 and sorted(tile)[0] < 1024
 
 
+def test_bf16_activations_take_half_the_bytes_so_a_1024_image_runs_whole():
+    budget = 512 * 1024**2
+    assert choose_tiles(1024, 1024, margin=55, multiple=2, memory_budget=budget) != (1024, 1024)
+    assert choose_tiles(1024, 1024, margin=55, multiple=2, bytes_per_pixel=400, memory_budget=budget) == (1024, 1024)
+
+
 @pytest.fixture(scope="module")
 def told_weights(tmp_path_factory):
     """A small RDN told the noise (std map + correlation), random weights, saved like a real model."""

@@ -194,3 +194,29 @@ def test_the_receptive_radius_worked_out_from_the_options_is_what_a_one_pixel_pr
     assert probed <= radius <= (probed if name != "unet" else 1.15 * probed)
     assert receptive_radius("rdn", {"blocks": 6, "layers_per_block": 4}) == 55  # the shipped experts
     assert receptive_radius("no-such-family", {}) is None and receptive_radius("routed", {}) is None
+
+
+@pytest.mark.parametrize("name", FAMILIES + ["routed"])
+def test_the_image_reading_convolutions_stay_fp32_under_bf16_autocast(name):
+    from xraydenoise.models.blocks import Float32Input, keep_input_layers_fp32
+
+    expert = {"channels": 8, "blocks": 1, "layers_per_block": 2, "growth": 4, "noise_map": True}
+    options = {"white": expert, "correlated": {**expert, "correlation": True}} if name == "routed" else SMALL[name]
+    torch.manual_seed(0)
+    model = create_model(name, **options).eval()
+    wrapped = keep_input_layers_fp32(model)
+    heads = [m for m in wrapped.modules() if isinstance(m, Float32Input)]
+    assert len(heads) == (2 if name == "routed" else 1)  # each expert of a routed network has its own
+    assert keep_input_layers_fp32(wrapped) is wrapped and len([m for m in wrapped.modules() if isinstance(m, Float32Input)]) == len(heads)
+    conv = heads[0].layer
+    # A pixel value that bf16 cannot hold: the fp32 head sees it exactly, autocast elsewhere rounds it.
+    x = torch.full((1, conv.in_channels, 8, 8), 0.7003)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        kept = heads[0](x)
+        rounded = conv(x)
+    exact = conv(x).detach()
+    assert kept.dtype == torch.bfloat16
+    assert torch.equal(kept, exact.to(torch.bfloat16))  # the fp32 result, rounded once on the way out
+    assert not torch.equal(rounded, kept)  # what plain autocast computes instead
+    with torch.no_grad():  # outside autocast the wrapper changes nothing
+        assert torch.equal(heads[0](x), conv(x))

@@ -14,6 +14,9 @@ from .blocks import SizeAgnostic, conv3x3
 
 
 class DnCNNCore(nn.Module):
+    #: The convolution that reads the image (kept fp32 under bf16 autocast: blocks.Float32Input).
+    input_layers = ("body.0",)
+
     def __init__(self, *, depth: int = 17, channels: int = 64, noise_map: bool = False, batch_norm: bool = True) -> None:
         super().__init__()
         self.in_channels = 1

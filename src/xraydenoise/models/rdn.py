@@ -36,6 +36,9 @@ class ResidualDenseBlock(nn.Module):
 
 
 class RDNCore(nn.Module):
+    #: The convolution that reads the image (kept fp32 under bf16 autocast: blocks.Float32Input).
+    input_layers = ("head",)
+
     def __init__(
         self,
         *,

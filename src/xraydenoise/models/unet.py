@@ -22,6 +22,9 @@ from .blocks import ResidualBlock, SizeAgnostic, conv3x3
 
 
 class UNetCore(nn.Module):
+    #: The convolution that reads the image (kept fp32 under bf16 autocast: blocks.Float32Input).
+    input_layers = ("head.0",)
+
     def __init__(
         self,
         *,
