@@ -15,6 +15,7 @@ from typing import Callable, Literal, Protocol
 import numpy as np
 
 from .errors import MissingDependencyError, WeightsError
+from .hardware import release_freed_memory, reuse_freed_memory
 
 #: Tiles are at most this many pixels per side unless asked otherwise.
 DEFAULT_TILE = 1024
@@ -82,6 +83,8 @@ class TorchBackend:
         import torch
 
         self.torch = torch
+        if device == "cpu":  # feature maps reused from image to image, not faulted in anew
+            reuse_freed_memory()
         # bf16 activations take half the bytes: a 1024x1024 tile peaked 370 bytes per pixel
         self.bytes_per_pixel = BYTES_PER_PIXEL // 2 if bf16 else BYTES_PER_PIXEL
         if bf16:  # the image-reading convolutions in fp32: see models.blocks.Float32Input
@@ -109,7 +112,10 @@ class TorchBackend:
             m = None if m is None else m.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.bf16):
             y = self.model(x) if m is None else self.model(x, m)
-        return y.float()[0, 0].cpu().numpy()
+        out = y.float()[0, 0].cpu().numpy()
+        del x, m, y
+        release_freed_memory(keep=self.tile_memory_budget)
+        return out
 
 
 class OnnxBackend:

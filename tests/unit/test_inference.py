@@ -184,3 +184,62 @@ def test_the_self_ensemble_runs_on_a_non_square_image_with_automatic_tiles(told_
     image = np.clip(parse_noise("10").sample(np.full((77, 96), 0.5, np.float32), seed=0), 0, 1).astype(np.float32)
     out = NetworkDenoiser(told_weights, backend="torch", ensemble=True, margin=40)(image)
     assert out.shape == image.shape and np.isfinite(out).all()
+
+
+def test_the_torch_cpu_backend_reuses_freed_memory_instead_of_faulting_it_in_for_every_image():
+    # In a fresh process each: glibc hands every block over 32 MiB back on free, so each image
+    # faulted its feature maps in again, page by page; XRAYDENOISE_MALLOC=system keeps that.
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, numpy as np, torch\n"
+        "from xraydenoise.inference import TorchBackend\n"
+        "from xraydenoise.models import create_model\n"
+        "torch.manual_seed(0)\n"
+        "backend = TorchBackend(create_model('rdn', channels=32, blocks=1))\n"
+        "image = np.random.default_rng(0).random((640, 1280), dtype=np.float32)\n"
+        "backend.run(image)\n"
+        "backend.run(image)\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "backend.run(image)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)\n"
+    )
+    faults = {}
+    for setting in ("", "system"):
+        env = {**os.environ, "XRAYDENOISE_MALLOC": setting}
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, check=True)
+        faults[setting] = int(done.stdout.split()[-1])
+    assert faults["system"] > 5000, faults  # the cost this removes is there to remove
+    assert faults[""] < faults["system"] / 10, faults
+
+
+def test_freed_memory_beyond_what_is_kept_goes_back_to_the_system(monkeypatch):
+    import ctypes
+
+    from xraydenoise import hardware
+
+    if not hardware.reuse_freed_memory():
+        pytest.fail("glibc's allocator could not be set here: the tests run on glibc Linux")
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = hardware._MallInfo2
+    blocks = [np.ones(2**20, np.float64) for _ in range(64)]  # 512 MiB in 8 MiB blocks on the heap
+    del blocks[::2]  # freed in between live ones: trimming the top of the heap cannot return them
+    idle = libc.mallinfo2().fordblks
+    assert idle > 200 * 2**20
+    hardware.release_freed_memory(keep=idle + 1)
+    assert libc.mallinfo2().fordblks >= idle - 2**20  # within what is kept: kept for reuse
+    rss = hardware_rss()
+    hardware.release_freed_memory(keep=0)
+    assert hardware_rss() < rss - 200 * 2**20  # beyond it: handed back
+    del blocks
+
+
+def hardware_rss() -> int:
+    from pathlib import Path
+
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
