@@ -128,3 +128,15 @@ def test_smallest_image_and_bad_options() -> None:
     assert np.isfinite(found.s) and found.s > 0
     with pytest.raises(ValueError, match="keep_quantile"):
         estimate_noise(_ramp(64), keep_quantile=0)
+
+
+@pytest.mark.parametrize("block", [8, 9, 16])
+@pytest.mark.parametrize("shape", [(64, 64), (77, 103)])
+def test_block_means_from_cells_are_the_means_of_every_half_overlapping_window(block, shape) -> None:
+    from xraydenoise.noise.estimate import _half_overlapping_block_means
+
+    a = np.random.default_rng(0).random(shape)
+    step = block // 2
+    windows = np.lib.stride_tricks.sliding_window_view(a, (block, block))[::step, ::step]
+    np.testing.assert_allclose(_half_overlapping_block_means(a, block), windows.mean(axis=(2, 3)).ravel(), rtol=1e-12)
+

