@@ -26,9 +26,10 @@ DEFAULT_MARGIN = 128
 #: Smallest tile that leaves a useful core inside two default margins.
 MIN_TILE = 2 * DEFAULT_MARGIN + 128
 
-#: Peak fp32 activation memory per input pixel of the shipped network, a measured upper bound
-#: (several feature maps alive at once): about 600-750 with ONNX Runtime, 690 with PyTorch.
-BYTES_PER_PIXEL = 800
+#: Peak activation memory per input pixel of the shipped network with ONNX Runtime (fp32), an
+#: upper bound of what ``python benchmarks/activation_memory.py`` measures (several feature maps
+#: alive at once); PyTorch's own figures are on :class:`TorchBackend`.
+BYTES_PER_PIXEL = 550
 
 
 class Backend(Protocol):
@@ -78,6 +79,9 @@ class TorchBackend:
     #: Runtime's, so its tiles get that much less, and a 4096x4096 16-bit radiograph still goes
     #: through in under 1 GiB whichever backend the default path picked (``make bench``).
     tile_memory_budget = 352 * 1024**2
+    #: Peak activation bytes per input pixel, fp32 and bf16 (see BYTES_PER_PIXEL).
+    FP32_BYTES_PER_PIXEL = 450
+    BF16_BYTES_PER_PIXEL = 320
 
     def __init__(self, model, *, device: str = "cpu", bf16: bool = False, channels_last: bool = False) -> None:
         import torch
@@ -85,8 +89,8 @@ class TorchBackend:
         self.torch = torch
         if device == "cpu":  # feature maps reused from image to image, not faulted in anew
             reuse_freed_memory()
-        # bf16 activations take half the bytes: a 1024x1024 tile peaked 370 bytes per pixel
-        self.bytes_per_pixel = BYTES_PER_PIXEL // 2 if bf16 else BYTES_PER_PIXEL
+        # Upper bounds of benchmarks/activation_memory.py's figures: bf16 halves most feature maps
+        self.bytes_per_pixel = self.BF16_BYTES_PER_PIXEL if bf16 else self.FP32_BYTES_PER_PIXEL
         if bf16:  # the image-reading convolutions in fp32: see models.blocks.Float32Input
             from .models.blocks import keep_input_layers_fp32
 

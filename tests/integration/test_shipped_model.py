@@ -82,7 +82,7 @@ def test_the_shipped_model_in_bf16_matches_fp32_within_the_default_paths_toleran
     from xraydenoise.metrics import psnr
 
     fp32, bf16 = NetworkDenoiser(backend="torch"), NetworkDenoiser(backend="torch", fast=True)
-    assert bf16.backend.bytes_per_pixel == fp32.backend.bytes_per_pixel // 2
+    assert bf16.backend.bytes_per_pixel < fp32.backend.bytes_per_pixel  # so its tiles are larger
     crop_gaps = []
     for clean, noisy in _probe_images():
         gap = psnr(bf16(noisy), clean) - psnr(fp32(noisy), clean)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from tests.conftest import require
-from xraydenoise.inference import DEFAULT_MARGIN, TorchBackend, choose_tile_size, choose_tiles, pad_to, tile_inference
+from xraydenoise.inference import BYTES_PER_PIXEL, DEFAULT_MARGIN, TorchBackend, choose_tile_size, choose_tiles, pad_to, tile_inference
 from xraydenoise.models import receptive_radius
 from xraydenoise.weights import load_model
 
@@ -54,7 +54,7 @@ def test_automatic_tiles_fit_the_budget_and_compute_no_more_than_square_tiles(he
     windows = []
     tile_inference(lambda window, _: windows.append(window.shape) or window, np.zeros((height, width), np.float32),
                    tile=tile, margin=margin, multiple=multiple)
-    assert max(h * w for h, w in windows) <= budget // 800
+    assert max(h * w for h, w in windows) <= budget // BYTES_PER_PIXEL
     square = []
     side = choose_tile_size(height, width, memory_budget=budget)
     tile_inference(lambda window, _: square.append(window.shape) or window, np.zeros((height, width), np.float32),
@@ -67,10 +67,12 @@ def test_a_1024_image_is_cut_into_two_strips_not_four_squares():
     assert sorted(tile)[1] >= 1024 and sorted(tile)[0] < 1024
 
 
-def test_bf16_activations_take_half_the_bytes_so_a_1024_image_runs_whole():
-    budget = 512 * 1024**2
-    assert choose_tiles(1024, 1024, margin=55, multiple=2, memory_budget=budget) != (1024, 1024)
-    assert choose_tiles(1024, 1024, margin=55, multiple=2, bytes_per_pixel=400, memory_budget=budget) == (1024, 1024)
+def test_a_backend_that_needs_fewer_bytes_per_pixel_runs_a_1024_image_whole():
+    budget = TorchBackend.tile_memory_budget
+    assert choose_tiles(1024, 1024, margin=55, multiple=2, bytes_per_pixel=TorchBackend.FP32_BYTES_PER_PIXEL,
+                        memory_budget=budget) != (1024, 1024)
+    assert choose_tiles(1024, 1024, margin=55, multiple=2, bytes_per_pixel=TorchBackend.BF16_BYTES_PER_PIXEL,
+                        memory_budget=budget) == (1024, 1024)
 
 
 @pytest.fixture(scope="module")
@@ -168,10 +170,11 @@ def test_each_backend_sizes_its_automatic_tiles_to_its_own_memory_budget(told_we
     assert TorchBackend.tile_memory_budget < OnnxBackend.tile_memory_budget == TILE_MEMORY_BUDGET
     budget = min(TorchBackend.tile_memory_budget, _available_memory() // 4)
     tile = network.auto_tile(4096, 4096)
-    assert tile == choose_tiles(4096, 4096, margin=network.margin, multiple=network.backend.multiple, memory_budget=budget)
+    assert tile == choose_tiles(4096, 4096, margin=network.margin, multiple=network.backend.multiple,
+                                bytes_per_pixel=TorchBackend.FP32_BYTES_PER_PIXEL, memory_budget=budget)
     if _available_memory() // 4 >= TILE_MEMORY_BUDGET:  # where free memory does not set the size anyway
         onnx_tile = choose_tiles(4096, 4096, margin=network.margin, multiple=network.backend.multiple)
-        assert tile[0] * tile[1] < onnx_tile[0] * onnx_tile[1]
+        assert tile[0] * tile[1] * TorchBackend.FP32_BYTES_PER_PIXEL < onnx_tile[0] * onnx_tile[1] * BYTES_PER_PIXEL
     assert network.auto_tile(300, 200) == (300, 200)  # a small image is run whole
 
 
@@ -199,7 +202,7 @@ def test_the_torch_cpu_backend_reuses_freed_memory_instead_of_faulting_it_in_for
         "from xraydenoise.models import create_model\n"
         "torch.manual_seed(0)\n"
         "backend = TorchBackend(create_model('rdn', channels=32, blocks=1))\n"
-        "image = np.random.default_rng(0).random((640, 1280), dtype=np.float32)\n"
+        "image = np.random.default_rng(0).random((512, 1024), dtype=np.float32)\n"
         "backend.run(image)\n"
         "backend.run(image)\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"

@@ -220,3 +220,18 @@ def test_the_image_reading_convolutions_stay_fp32_under_bf16_autocast(name):
     assert not torch.equal(rounded, kept)  # what plain autocast computes instead
     with torch.no_grad():  # outside autocast the wrapper changes nothing
         assert torch.equal(heads[0](x), conv(x))
+
+
+def test_global_fusion_added_block_by_block_is_the_fusion_of_the_concatenated_outputs():
+    torch.manual_seed(0)
+    model = create_model("rdn", channels=8, blocks=3, layers_per_block=2, growth=4).eval()
+    core = model.core
+    x = torch.rand(1, 1, 40, 48)
+    with torch.no_grad():
+        shallow = core.head(torch.nn.functional.pixel_unshuffle(x, core.unshuffle))
+        outputs, h = [], shallow
+        for block in core.blocks:
+            h = block(h)
+            outputs.append(h)
+        concatenated = core.global_fuse[0](torch.cat(outputs, dim=1))
+        torch.testing.assert_close(core._fused_blocks(shallow), concatenated, rtol=1e-5, atol=1e-6)

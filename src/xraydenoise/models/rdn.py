@@ -77,16 +77,30 @@ class RDNCore(nn.Module):
                 condition = torch.cat([condition[:, :1] * self.noise_map_gain, condition[:, 1:]], dim=1)
             h = torch.cat([h, condition], dim=1)
         shallow = self.head(h)
-        h = shallow
-        outputs = []
-        for block in self.blocks:
-            h = block(h)
-            outputs.append(h)
-        h = shallow + self.global_fuse(torch.cat(outputs, dim=1))
+        h = shallow + self.global_fuse[1](self._fused_blocks(shallow))
         out = self.tail(h)
         if self.unshuffle > 1:
             out = F.pixel_shuffle(out, self.unshuffle)
         return x - out
+
+
+    def _fused_blocks(self, h: torch.Tensor) -> torch.Tensor:
+        """Global feature fusion's 1x1 convolution of all blocks' outputs, summed block by block.
+
+        A 1x1 convolution of the concatenated outputs is the sum of one 1x1 convolution per
+        output (its weight's slice), so each block's share is added as soon as the block is
+        done: no output is kept for later and the blocks x channels concatenation, the largest
+        tensor of the network, is never made (about 100 MiB less at 1024 x 1024 in bf16).
+        """
+        fuse = self.global_fuse[0]
+        channels = h.shape[1]
+        fused = None
+        for i, block in enumerate(self.blocks):
+            h = block(h)
+            share = F.conv2d(h, fuse.weight[:, i * channels : (i + 1) * channels], fuse.bias if i == 0 else None)
+            fused = share if fused is None else fused + share
+        assert fused is not None, "an rdn has at least one block"
+        return fused
 
 
 def rdn(**options) -> SizeAgnostic:
