@@ -92,7 +92,7 @@ class RDNCore(nn.Module):
         done: no output is kept for later and the blocks x channels concatenation, the largest
         tensor of the network, is never made (about 100 MiB less at 1024 x 1024 in bf16).
         """
-        fuse = self.global_fuse[0]
+        fuse: nn.Conv2d = self.global_fuse[0]  # type: ignore[assignment]  # Sequential's items are typed Module
         channels = h.shape[1]
         fused = None
         for i, block in enumerate(self.blocks):
