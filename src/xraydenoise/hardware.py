@@ -111,9 +111,10 @@ def reuse_freed_memory() -> bool:
     mmap and unmaps it on free, so every image, and every tile, faults its activations into
     the process again, page by page: 40,000-280,000 page faults per 1024x1024 image, a quarter
     or more of the network's time on a CPU. With mmap off and trimming only above 1 GiB of free
-    heap, the second image reuses the first one's pages (no faults); the peak is no higher, as
-    only what is freed is kept. Applied once per process, by the PyTorch CPU backend; does
-    nothing off glibc or with ``XRAYDENOISE_MALLOC=system``. Returns whether it took effect.
+    heap, the next image or tile of the same shape reuses the last one's pages (no faults); the
+    PyTorch CPU backend, which applies this once per process, hands the heap back
+    (:func:`release_freed_memory`) whenever the shape changes. Does nothing off glibc or with
+    ``XRAYDENOISE_MALLOC=system``. Returns whether it took effect.
     """
     import os
 
@@ -131,30 +132,13 @@ def reuse_freed_memory() -> bool:
     return _MALLOC_TUNED
 
 
-def release_freed_memory(keep: int) -> None:
-    """Give freed memory back to the system once more than ``keep`` bytes of it lie idle.
+def release_freed_memory() -> None:
+    """Hand the memory that lies freed in the heap back to the system (``malloc_trim``).
 
-    The counterpart of :func:`reuse_freed_memory`: images cut into tiles of several shapes leave
-    freed blocks that the next shape cannot use, and without a bound the heap grew to 1.3 GiB
-    on a 4096x4096 radiograph. Keeping up to one tile's memory budget keeps what the next image
-    or tile of the same shape reuses. Does nothing where the allocator was left as it was.
+    The counterpart of :func:`reuse_freed_memory`, for when what was freed will not be reused:
+    blocks freed by a tile of one shape are the wrong sizes for the next shape, and without
+    this the heap grew to 1.3 GiB on a 4096x4096 radiograph cut into tiles of four shapes.
+    Does nothing where the allocator was left as it was.
     """
-    if not _MALLOC_TUNED:
-        return
-    import ctypes
-
-    libc = ctypes.CDLL(None)
-    try:
-        libc.mallinfo2.restype = _MallInfo2
-        idle = libc.mallinfo2().fordblks
-    except AttributeError:  # glibc before 2.33: no statistics, so always trim
-        idle = keep + 1
-    if idle > keep:
-        libc.malloc_trim(0)
-
-
-class _MallInfo2(ctypes.Structure):
-    """``struct mallinfo2`` of <malloc.h> (glibc 2.33+): the heap's statistics, in bytes."""
-
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+    if _MALLOC_TUNED:
+        ctypes.CDLL(None).malloc_trim(0)

@@ -76,12 +76,12 @@ class TorchBackend:
     """Eager PyTorch on the CPU (or a GPU when asked), fp32 by default."""
 
     #: Activation memory a tile may take: PyTorch's runtime holds about 150 MiB more than ONNX
-    #: Runtime's, so its tiles get that much less, and a 4096x4096 16-bit radiograph still goes
+    #: Runtime's, so its tiles get less, and a 4096x4096 16-bit radiograph still goes
     #: through in under 1 GiB whichever backend the default path picked (``make bench``).
-    tile_memory_budget = 352 * 1024**2
+    tile_memory_budget = 320 * 1024**2
     #: Peak activation bytes per input pixel, fp32 and bf16 (see BYTES_PER_PIXEL).
     FP32_BYTES_PER_PIXEL = 450
-    BF16_BYTES_PER_PIXEL = 320
+    BF16_BYTES_PER_PIXEL = 300
 
     def __init__(self, model, *, device: str = "cpu", bf16: bool = False, channels_last: bool = False) -> None:
         import torch
@@ -102,11 +102,15 @@ class TorchBackend:
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.multiple = model.multiple
+        self._last_shape: tuple[int, ...] = ()
         self.uses_noise_map = model.uses_noise_map
         self.noise_channels = model.noise_channels
 
     def run(self, image: np.ndarray, noise_map: np.ndarray | None = None) -> np.ndarray:
         torch = self.torch
+        if image.shape != self._last_shape:  # what the last shape freed is the wrong sizes for this one
+            release_freed_memory()
+            self._last_shape = image.shape
         # A copy, not ascontiguousarray: a 1-pixel-wide view with a negative stride counts as
         # contiguous to numpy, and torch refuses negative strides.
         x = torch.from_numpy(np.array(image, dtype=np.float32, order="C"))[None, None].to(self.device)
@@ -116,10 +120,7 @@ class TorchBackend:
             m = None if m is None else m.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.bf16):
             y = self.model(x) if m is None else self.model(x, m)
-        out = y.float()[0, 0].cpu().numpy()
-        del x, m, y
-        release_freed_memory(keep=self.tile_memory_budget)
-        return out
+        return y.float()[0, 0].cpu().numpy()
 
 
 class OnnxBackend:
