@@ -48,6 +48,7 @@ from .runner import (
     method_from_spec,
     noise_seed,
     prepare_image,
+    scoring_options,
     summarise,
     write_rows,
 )
@@ -252,10 +253,11 @@ def time_methods(methods: list[Method], size: int, seed: int) -> dict[str, float
     for method in methods:
         reps = 1 if method.spec in ("bm3d", "nlm", "tv") else 3
         times = []
-        denoise_with_noise(method.spec, noisy[:64, :64], noise)  # warm-up: load weights, JIT, caches
+        options = scoring_options(method.spec)  # PyTorch fp32, as the table says: not the fastest backend
+        denoise_with_noise(method.spec, noisy[:64, :64], noise, **options)  # warm-up: load weights, JIT, caches
         for _ in range(reps):
             start = time.perf_counter()
-            denoise_with_noise(method.spec, noisy, noise)
+            denoise_with_noise(method.spec, noisy, noise, **options)
             times.append(time.perf_counter() - start)
         out[method.label] = statistics.median(times)
     return out
@@ -274,7 +276,7 @@ def measure_physics(methods: Sequence[Method], noises: Sequence[str], *, size: i
     for spec in noises:
         noise = parse_noise(spec)
         curves[noise.label] = {
-            m.label: mtf_and_nps(lambda noisy, nz, method=m.spec: denoise_with_noise(method, noisy, nz), noise,
+            m.label: mtf_and_nps(lambda noisy, nz, method=m.spec: denoise_with_noise(method, noisy, nz, **scoring_options(method)), noise,
                                  size=size, realizations=realizations, seed=seed)
             for m in methods
         }
@@ -837,7 +839,8 @@ def build_report(out_dir: Path, *, quick: bool = False) -> Path:
         clean = prepare_image(record, plan.size)
         noise = parse_noise(plan.default_level)
         noisy = noise(clean, seed=noise_seed(record.image_id, noise.label, plan.seed)).astype(np.float32)
-        outputs = {m.label: np.clip(denoise_with_noise(m.spec, noisy, noise), 0, 1) for m in classical + [shipped_m]}
+        outputs = {m.label: np.clip(denoise_with_noise(m.spec, noisy, noise, **scoring_options(m.spec)), 0, 1)
+                   for m in classical + [shipped_m]}
         figures.example_figure(clean, noisy, outputs, f"{record.image_id} ({record.get('region')}), Gaussian sigma {plan.default_level}/255: PSNR dB / SSIM",
                                fig_dir / f"examples_{modality}.png")
     patch = prepare_image(get_split("train")[0], plan.size)
