@@ -19,17 +19,10 @@ import argparse
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from peak_memory import MIB, current_rss_mib, peak_rss_mib  # benchmarks/ is sys.path[0] when run as a script
+
 CASES = [("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32")]
-
-
-def _status_bytes(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    raise SystemExit("no /proc/self/status: this measurement needs Linux")
 
 
 def measure(backend: str, precision: str, size: int) -> float:
@@ -51,9 +44,9 @@ def measure(backend: str, precision: str, size: int) -> float:
     condition = network.condition_for(noisy, None)
     told = condition(noisy) if callable(condition) else condition
     gc.collect()
-    before = _status_bytes("VmRSS")
+    before = current_rss_mib()
     network.backend.run(noisy, told)
-    return (_status_bytes("VmHWM") - before) / noisy.size
+    return (peak_rss_mib() - before) * MIB / noisy.size
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,7 +18,8 @@ class Float32Input(nn.Module):
     round a pixel of 0.7 to a step of 1/256 before the network sees it, a quantization noise
     near that of a clean radiograph's own. A residual network reads that rounding as part of
     the image and keeps it, which cost the shipped RDN up to 0.08 dB against fp32; with its
-    head in fp32 the difference stays within 0.01 dB (``make bench``), at the same speed.
+    head in fp32 the difference stays within 0.01 dB (the backend probe's tolerance, held by
+    ``tests/integration/test_shipped_model.py``), at the same speed.
     """
 
     def __init__(self, layer: nn.Module) -> None:

@@ -83,7 +83,6 @@ class RDNCore(nn.Module):
             out = F.pixel_shuffle(out, self.unshuffle)
         return x - out
 
-
     def _fused_blocks(self, h: torch.Tensor) -> torch.Tensor:
         """Global feature fusion's 1x1 convolution of all blocks' outputs, summed block by block.
 

@@ -160,14 +160,14 @@ def _flat_block_autocorrelation(crops: list[np.ndarray], block: int, max_lag: in
     # estimated on four 1024 px crops, 32 MiB of float64 blocks each): per block, its mean and
     # residual variance, |residual|^2 = |block|^2 - |fit|^2 as q is orthonormal.
     windows = [np.lib.stride_tricks.sliding_window_view(crop, (block, block))[::step, ::step] for crop in crops]
-    means_, variances_ = [], []
+    block_means, block_variances = [], []
     for view in windows:
         blocks = view.reshape(-1, n)
         fit = blocks @ q  # the quadratic surface of each block, in the orthonormal basis
-        means_.append(blocks.mean(axis=1))
-        variances_.append((np.einsum("ij,ij->i", blocks, blocks) - np.einsum("ij,ij->i", fit, fit)) / n)
+        block_means.append(blocks.mean(axis=1))
+        block_variances.append((np.einsum("ij,ij->i", blocks, blocks) - np.einsum("ij,ij->i", fit, fit)) / n)
         del blocks, fit
-    means, variances = np.concatenate(means_), np.concatenate(variances_)
+    means, variances = np.concatenate(block_means), np.concatenate(block_variances)
     live = np.flatnonzero(variances > 1e-12)  # constant blocks (clipped, padded) hold no noise
     if live.size < 2:
         flat = np.arange(len(variances))
