@@ -140,3 +140,28 @@ def test_block_means_from_cells_are_the_means_of_every_half_overlapping_window(b
     windows = np.lib.stride_tricks.sliding_window_view(a, (block, block))[::step, ::step]
     np.testing.assert_allclose(_half_overlapping_block_means(a, block), windows.mean(axis=(2, 3)).ravel(), rtol=1e-12)
 
+
+
+def test_the_estimate_runs_its_matrix_products_on_one_blas_thread_and_restores_the_setting(monkeypatch):
+    """OpenBLAS threads left spinning after the estimate slow the network that runs next
+    (hardware.blas_on_one_thread); the user's own setting comes back afterwards."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from xraydenoise.noise import estimate as estimate_module
+
+    def blas_threads() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    seen: list[set[int]] = []
+    original = estimate_module._flat_block_autocorrelation
+
+    def spy(*args, **kwargs):
+        seen.append(blas_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(estimate_module, "_flat_block_autocorrelation", spy)
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert blas_threads() == {2}, "numpy's BLAS is not one that threadpoolctl can see"
+        estimate_noise(GaussianNoise(10 / 255)(_ramp(), seed=0))
+        assert seen and all(threads == {1} for threads in seen)
+        assert blas_threads() == {2}

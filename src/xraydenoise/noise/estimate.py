@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..hardware import blas_on_one_thread
 from ._common import as_image2d
 from .correlated import CorrelatedNoise
 from .kernels import ExponentialKernel, GaussianKernel, Kernel
@@ -360,6 +361,7 @@ def _fit_level(crops: list[np.ndarray], kernel: GaussianKernel | ExponentialKern
     return float(a), float(s2), counts
 
 
+@blas_on_one_thread()  # its matrix products are small; see blas_on_one_thread for why it matters
 def estimate_noise(
     image: np.ndarray,
     *,
