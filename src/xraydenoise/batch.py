@@ -15,7 +15,6 @@ killer) fails only the file it was working on, after one retry.
 from __future__ import annotations
 
 import contextlib
-import functools
 import glob
 import os
 import signal
@@ -311,45 +310,16 @@ def _method_label(method: str) -> str:
     its file name (never the full path, which may hold private folder names), in ASCII so
     every format's text fields take it."""
     from .denoisers import NETWORK_ALIASES
+    from .export import weights_digest
     from .weights import shipped_weights
 
     if method in NETWORK_ALIASES:
-        label = f"{method}@{_network_digest(Path(NETWORK_ALIASES[method] or shipped_weights()))[:12]}"
+        label = f"{method}@{weights_digest(NETWORK_ALIASES[method] or shipped_weights())[:12]}"
     elif Path(method).suffix.lower() in (".safetensors", ".onnx"):
-        label = f"{Path(method).name}@{_network_digest(Path(method))[:12]}"
+        label = f"{Path(method).name}@{weights_digest(method)[:12]}"
     else:
         label = method
     return label.encode("ascii", "backslashreplace").decode("ascii")
-
-
-@functools.lru_cache(maxsize=16)
-def _digest_of(path: str, size: int, mtime_ns: int) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _file_digest(path: Path) -> str:
-    """SHA-256 of a file, read once per process while the file is unchanged."""
-    stat = path.stat()
-    return _digest_of(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-
-
-def _network_digest(weights: Path) -> str:
-    """The weights' SHA-256, combined with their model card's where there is one: the card's
-    options are part of the network (a routed network's gate), as in export.weights_digest."""
-    from .weights import card_path
-
-    card = card_path(weights)
-    if weights.suffix.lower() != ".safetensors" or not card.is_file():
-        return _file_digest(weights)
-    import hashlib
-
-    return hashlib.sha256((_file_digest(weights) + _file_digest(card)).encode()).hexdigest()
 
 
 def process_one(job: Job, method: str, sigma: float | NoiseModel | None, options: dict) -> str | None:

@@ -8,6 +8,7 @@ crops around it, exactly as the PyTorch wrapper does. The model card travels in 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -132,13 +133,29 @@ def weights_digest(weights: str | Path) -> str:
     """SHA-256 of a weights file and of its model card beside it: the identity of a trained
     network. The card counts because its options shape the network: a routed network's gate
     is in the card, not in the weights, and a changed gate is a different network (its export
-    and its cached scores must not be reused)."""
+    and its cached scores must not be reused). Read once per process while the files are
+    unchanged (a batch labels every output with it). The one identity used everywhere: an
+    export's ``source_sha256``, cached scores, and a batch's method label and DICOM UIDs.
+    """
     from .weights import card_path
 
-    digest = hashlib.sha256(Path(weights).read_bytes())
-    card = card_path(Path(weights))
-    if Path(weights).suffix.lower() == ".safetensors" and card.is_file():
-        digest.update(card.read_bytes())
+    weights = Path(weights)
+    files = [weights]
+    card = card_path(weights)
+    if weights.suffix.lower() == ".safetensors" and card.is_file():
+        files.append(card)
+    return _digest_of(tuple((str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns) for path in files))
+
+
+@functools.lru_cache(maxsize=16)
+def _digest_of(files: tuple[tuple[str, int, int], ...]) -> str:
+    """SHA-256 of the files' bytes one after the other; keyed by (path, size, mtime) so that a
+    changed file is read again."""
+    digest = hashlib.sha256()
+    for path, _size, _mtime in files:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
     return digest.hexdigest()
 
 

@@ -170,3 +170,24 @@ def test_outputs_name_a_network_by_its_weights_content_so_derived_dicom_uids_dif
     # the shipped model by its alias carries its digest too; a classical filter is its name
     assert _method_label("network").startswith("network@") and _method_label("network")[8:] in _method_label(str(shipped_weights()))
     assert _method_label("bm3d") == "bm3d"
+
+
+def test_a_batch_names_a_network_by_the_same_digest_as_its_export_and_its_cached_scores(tmp_path):
+    """One identity per trained network: the label (and so the derived DICOM UIDs) carries the
+    digest that an export records as source_sha256, card included, and a changed card (a
+    routed network's gate lives there) is a different network."""
+    import json
+
+    from xraydenoise.batch import _method_label
+    from xraydenoise.export import weights_digest
+    from xraydenoise.weights import card_path
+
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"weights")
+    card_path(weights).write_text(json.dumps({"name": "model", "options": {"gate": [0.05, 0.15]}}))
+    before = _method_label(str(weights))
+    assert before == f"model.safetensors@{weights_digest(weights)[:12]}"
+    card_path(weights).write_text(json.dumps({"name": "model", "options": {"gate": [0.1, 0.2]}}))
+    os.utime(card_path(weights), ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))  # a new mtime even on coarse clocks
+    after = _method_label(str(weights))
+    assert after == f"model.safetensors@{weights_digest(weights)[:12]}" and after != before
