@@ -144,7 +144,8 @@ def weights_digest(weights: str | Path) -> str:
     card = card_path(weights)
     if weights.suffix.lower() == ".safetensors" and card.is_file():
         files.append(card)
-    return _digest_of(tuple((str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns) for path in files))
+    stats = [(path, path.stat()) for path in files]
+    return _digest_of(tuple((str(path.resolve()), stat.st_size, stat.st_mtime_ns) for path, stat in stats))
 
 
 @functools.lru_cache(maxsize=16)
