@@ -89,6 +89,13 @@ class DataConfig(_Section):
     # pixel pitches (and the evaluation downscales to a 512 px long side), so the network sees
     # the anatomy at several scales, beyond the paper's +-20% zoom.
     scales: Annotated[list[Annotated[float, Gt(0), Le(1)]], MinLen(1)] = Field(default_factory=lambda: [1.0])
+    # Share of training patches rotated and zoomed (the paper's augmentation); the rest are only
+    # flipped, so the network also sees pixels as the detector recorded them, not resampled
+    # (xraydenoise.data.augmentation.Augment). The paper, and the configs before it, used 1.
+    affine_probability: UnitFloat = 0.5
+    # Share of training crops with burned-in text, markers or metal painted on
+    # (xraydenoise.data.overlays): shapes a radiograph has and random patches rarely hold.
+    overlay_probability: UnitFloat = 0.0
     cache_size: NonNegativeInt = 0  # 0: keep every training image in memory (the dev set is ~200 MB as uint8)
 
 

@@ -59,11 +59,13 @@ class RandomPatchDataset(Dataset):
     Item ``i`` of epoch ``e`` is drawn from a generator seeded by (seed, e, i), so a resumed
     run sees the same patches as an uninterrupted one, on any number of processes. With
     ``inherent`` (one ``(a, s)`` per image, :func:`inherent_noise`) an item is the crop and
-    its image's ``(a, s)``.
+    its image's ``(a, s)``. With ``overlay_probability`` that share of the crops has text,
+    markers or metal painted on (:mod:`xraydenoise.data.overlays`).
     """
 
     def __init__(self, images: list[np.ndarray], *, crop: int, length: int, seed: int,
-                 inherent: list[tuple[float, float, float, float]] | None = None) -> None:
+                 inherent: list[tuple[float, float, float, float]] | None = None,
+                 overlay_probability: float = 0.0) -> None:
         if not images:
             raise ValueError("no training images")
         self.images = images
@@ -72,6 +74,7 @@ class RandomPatchDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.inherent = inherent
+        self.overlay_probability = overlay_probability
 
     def __len__(self) -> int:
         return self.length
@@ -82,7 +85,13 @@ class RandomPatchDataset(Dataset):
         image = pad_to(self.images[which], self.crop, self.crop)
         top = rng.integers(image.shape[0] - self.crop + 1)
         left = rng.integers(image.shape[1] - self.crop + 1)
-        patch = torch.from_numpy(np.ascontiguousarray(image[top : top + self.crop, left : left + self.crop]))[None]
+        crop = image[top : top + self.crop, left : left + self.crop]
+        # (drawn only when overlays are on, so runs without them keep their patches)
+        if self.overlay_probability > 0 and rng.random() < self.overlay_probability:
+            from ..data.overlays import paint_overlays
+
+            crop = paint_overlays(crop, rng)
+        patch = torch.from_numpy(np.ascontiguousarray(crop))[None]
         if self.inherent is None:
             return patch
         return patch, torch.tensor(self.inherent[which], dtype=torch.float32)

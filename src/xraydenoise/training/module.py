@@ -49,7 +49,7 @@ class DenoiserModule(L.LightningModule):
         self.save_hyperparameters({"config": config})
         self.cfg = TrainConfig.from_dict(config)
         self.model = create_model(self.cfg.model.name, **self.cfg.model.options)
-        self.augment = Augment(self.cfg.data.patch_size)
+        self.augment = Augment(self.cfg.data.patch_size, self.cfg.data.affine_probability)
         self.noise_mix = self.cfg.noise.to_mix()  # parsed once: specs may name kernel files
         self.correlation = getattr(self.model, "noise_channels", 0) > 1
         self.val_batches: list = []

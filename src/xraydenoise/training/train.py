@@ -160,6 +160,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     train_set = RandomPatchDataset(
         train_images, crop=crop, length=cfg.data.steps_per_epoch * cfg.data.batch_size, seed=cfg.seed,
         inherent=inherent_noise(train_images) if cfg.noise.inherent_mode() else None,
+        overlay_probability=cfg.data.overlay_probability,
     )
     module = DenoiserModule(cfg.to_dict())
     val_set = TensorDataset(*validation_pairs(load_images(val_records), crop=cfg.data.val_crop, noise_models=cfg.noise.validation_models(),
