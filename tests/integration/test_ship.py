@@ -76,3 +76,13 @@ def test_a_detector_expert_grown_from_the_white_expert_counts_their_shared_train
     white_grown = {"steps": 8000, "seconds": 3852.0, "total_steps": 47082, "total_seconds": 19761.2, "initialised_from": base}
     detector_grown = {"steps": 6000, "seconds": 2353.2, "total_steps": 45082, "total_seconds": 18262.4, "initialised_from": base}
     assert _routed_totals(detector_grown, white_grown, tmp_path / "white-run") == (39082 + 8000 + 6000, round(15909.2 + 3852.0 + 2353.2, 1))
+    # the white expert fine-tuned once more (a second stage from its first run's weights, whose card
+    # on disk says they grew from base): base's training still counts once
+    first = tmp_path / "white-run" / "model.safetensors"
+    _save(first, SMALL, "white", 2)
+    card = json.loads(first.with_suffix(".json").read_text())
+    card["training"] = white_grown
+    first.with_suffix(".json").write_text(json.dumps(card))
+    second = {"steps": 9000, "seconds": 2500.0, "total_steps": 56082, "total_seconds": 22261.2,
+              "initialised_from": {"weights": str(first), "steps": 47082, "seconds": 19761.2}}
+    assert _routed_totals(detector_grown, second, tmp_path / "white-run-2") == (39082 + 8000 + 9000 + 6000, round(15909.2 + 3852.0 + 2500.0 + 2353.2, 1))

@@ -37,23 +37,43 @@ def _totals(training: dict) -> tuple[int, float]:
     return int(training.get("total_steps", training.get("steps", 0))), float(training.get("total_seconds", training.get("seconds", 0)))
 
 
+def _ancestors(training: dict) -> list[Path]:
+    """The weights a run started from, the weights those started from, and so on, as far as
+    the model cards beside them on disk tell."""
+    from ..errors import WeightsError
+    from ..weights import read_card
+
+    chain: list[Path] = []
+    start = training.get("initialised_from") or {}
+    while start.get("weights"):
+        path = Path(start["weights"]).resolve()
+        if path in chain:
+            break
+        chain.append(path)
+        try:
+            start = read_card(path).training.get("initialised_from") or {}
+        except WeightsError:  # not on disk here: the chain known ends
+            break
+    return chain
+
+
 def _routed_totals(detector: dict, white: dict, white_dir: Path) -> tuple[int, float]:
     """Steps and seconds that made both experts, the stages they share counted once.
 
     A detector expert that started from the white expert's weights already counts the white
-    expert's training in its own totals (``initialised_from``); two experts that started from
-    the same weights count those weights' training once.
+    expert's training in its own totals (``initialised_from``); a detector expert that started
+    from weights the white expert also descends from (directly, or through earlier stages of
+    its own) counts those weights' training once.
     """
     steps, seconds = _totals(detector)
     start = detector.get("initialised_from") or {}
-    white_start = white.get("initialised_from") or {}
     white_weights = white_dir if white_dir.suffix == ".safetensors" else white_dir / "model.safetensors"
-    shared = bool(start.get("weights")) and Path(start["weights"]).resolve() == white_weights.resolve()
-    if not shared:
-        white_steps, white_seconds = _totals(white)
-        steps, seconds = steps + white_steps, seconds + white_seconds
-        if start.get("weights") and Path(start["weights"]).resolve() == Path(white_start.get("weights", "")).resolve():
-            steps, seconds = steps - int(start.get("steps", 0)), seconds - float(start.get("seconds", 0.0))
+    if start.get("weights") and Path(start["weights"]).resolve() == white_weights.resolve():
+        return steps, round(seconds, 1)
+    white_steps, white_seconds = _totals(white)
+    steps, seconds = steps + white_steps, seconds + white_seconds
+    if start.get("weights") and Path(start["weights"]).resolve() in _ancestors(white):
+        steps, seconds = steps - int(start.get("steps", 0)), seconds - float(start.get("seconds", 0.0))
     return steps, round(seconds, 1)
 
 
