@@ -112,7 +112,8 @@ def example_figure(clean: np.ndarray, noisy: np.ndarray, outputs: dict[str, np.n
 
 
 def augmentation_figure(patch: np.ndarray, path: Path) -> Path:
-    """The paper's augmentations applied one at a time to a real radiograph crop, then all at random."""
+    """The paper's augmentations applied one at a time to a real radiograph crop, then all at
+    random; below, the same crop with text, markers or metal painted on (``data.overlay_probability``)."""
     import kornia.geometry.transform as KT
     import torch
 
@@ -139,12 +140,19 @@ def augmentation_figure(patch: np.ndarray, path: Path) -> Path:
     augment = Augment(int(size * 2 / 3))
     for i in range(3):
         panels.append((f"random draw {i + 1}\n(training patch)", augment(x)))
-    fig, axes = plt.subplots(2, 5, figsize=(11, 4.8))
+    from ..data.overlays import paint_overlays
+
+    for i in range(5):
+        painted = paint_overlays(patch.astype(np.float32), np.random.default_rng(i))
+        panels.append((f"painted on {i + 1}", torch.from_numpy(painted)[None, None]))
+    fig, axes = plt.subplots(3, 5, figsize=(11, 7.2))
     for ax, (name, img) in zip(axes.ravel(), panels):
         ax.imshow(img[0, 0].numpy(), cmap="gray", vmin=0, vmax=1)
         ax.set_title(name, fontsize=8)
         ax.axis("off")
-    fig.suptitle("augmentation: rotation within ±15°, horizontal/vertical flips, zoom 0.8-1.2 (kornia)", fontsize=9)
+    fig.suptitle("augmentation: rotation within ±15°, horizontal/vertical flips, zoom 0.8-1.2 (kornia); "
+                 "bottom row: burned-in text, markers and metal painted on\n(rotation and zoom on a share "
+                 "of the patches, data.affine_probability; painting on a share, data.overlay_probability)", fontsize=9)
     return save_figure(fig, path)
 
 

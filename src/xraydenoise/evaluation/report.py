@@ -677,6 +677,8 @@ def _figures(r: ReportData) -> list[str]:
         "![extremity example](figures/examples_extremity.png)\n",
         "Noisy, each method and clean, with a zoom on the window of finest detail and |output - clean| maps.\n",
         "![augmentation](figures/augmentation.png)\n",
+        "The training augmentation on a real crop: the paper's, one at a time and at random, and (bottom row) the "
+        "text, markers and metal painted onto a share of the patches of the shipped white-noise expert's last stage.\n",
         "![learning curves](figures/learning_curves.png)\n",
         "![PSNR vs sigma](figures/psnr_vs_sigma.png)\n",
     ]
