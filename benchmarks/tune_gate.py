@@ -10,7 +10,7 @@ quantum and detector noise, and prints, per gate, each noise's mean PSNR minus t
 better expert alone: the gate that loses least in total (then in the worst case) comes first,
 the one to ship with ``xraydenoise ship ... --gate LOW,HIGH``.
 
-    python benchmarks/tune_gate.py [--white W.safetensors] [--detector D.safetensors] [--limit 40]
+    python benchmarks/tune_gate.py [--shipped R.safetensors] [--white W.safetensors] [--limit 40]
 
 Never the test split: the report scores the shipped gate there.
 """
