@@ -21,7 +21,7 @@ from functools import lru_cache
 import numpy as np
 
 #: What burned-in text is made of: capitals, digits and the punctuation of dates and labels.
-ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ./:-"
+ALPHABET = tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ./:-")
 
 
 @lru_cache(maxsize=64)
@@ -33,7 +33,7 @@ def _font(size: int):
 
 def _draw_text(draw, rng: np.random.Generator, width: int, height: int, scale: int) -> None:
     size = int(rng.integers(7, 40)) * scale
-    text = "".join(rng.choice(list(ALPHABET), size=int(rng.integers(1, 12))))
+    text = "".join(rng.choice(ALPHABET, size=int(rng.integers(1, 12))))
     x, y = int(rng.integers(-size, width)), int(rng.integers(-size, height))
     draw.text((x, y), text, fill=255, font=_font(size))
 

@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..data import Record
+from ..data.overlays import paint_overlays
 from ..inference import pad_to
 from ..io import load_image
 
@@ -88,8 +89,6 @@ class RandomPatchDataset(Dataset):
         crop = image[top : top + self.crop, left : left + self.crop]
         # (drawn only when overlays are on, so runs without them keep their patches)
         if self.overlay_probability > 0 and rng.random() < self.overlay_probability:
-            from ..data.overlays import paint_overlays
-
             crop = paint_overlays(crop, rng)
         patch = torch.from_numpy(np.ascontiguousarray(crop))[None]
         if self.inherent is None:

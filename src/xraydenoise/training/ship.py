@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..weights import SHIPPED_DIR, ModelCard, load_model, save_weights
+from ..errors import ConfigError, WeightsError
+from ..weights import SHIPPED_DIR, ModelCard, load_model, read_card, save_weights
 from .train import joined_history, read_history, write_history
 
 
@@ -40,9 +40,6 @@ def _totals(training: dict) -> tuple[int, float]:
 def _ancestors(training: dict) -> list[Path]:
     """The weights a run started from, the weights those started from, and so on, as far as
     the model cards beside them on disk tell."""
-    from ..errors import WeightsError
-    from ..weights import read_card
-
     chain: list[Path] = []
     start = training.get("initialised_from") or {}
     while start.get("weights"):
